@@ -29,7 +29,7 @@ function renderText(path: string, s: ModelSummary, digest: string | undefined, s
   lines.push(`types         ${Object.entries(s.bytesByType).map(([t, b]) => `${t} ${formatBytes(b)}`).join(", ")}`);
   if (s.hyperparams) {
     const p = s.hyperparams;
-    lines.push(`hyperparams   ctx ${p.contextLength}, embd ${p.embeddingLength}, layers ${p.blockCount}, ff ${p.feedForwardLength}, heads ${p.headCount}/${p.headCountKv} (dim ${p.headDim}), vocab ${p.vocabSize} (${p.tokenizerModel}), rms_eps ${p.rmsEpsilon}${p.tiedOutput ? ", tied output" : ""}`);
+    lines.push(`hyperparams   ctx ${p.contextLength}, embd ${p.embeddingLength}, layers ${p.blockCount}, ff ${p.feedForwardLength}, heads ${p.headCount}/${p.headCountKv} (dim ${p.headDim}), vocab ${p.vocabSize} (${p.tokenizerModel}), rms_eps ${Number(p.rmsEpsilon.toPrecision(6))}${p.tiedOutput ? ", tied output" : ""}`);
     lines.push(`llama.cpp     loadable (validated)`);
   } else {
     lines.push(`llama.cpp     NOT loadable: ${s.llamaCheck?.code}: ${s.llamaCheck?.message}`);

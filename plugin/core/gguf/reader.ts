@@ -44,7 +44,7 @@ class Cursor {
         throw new GgufFormatError("GGUF_TRUNCATED", field, this.pos, `short read: wanted ${n} bytes, got ${got.length}`);
       }
       // Copy: a source may reuse its buffer between reads.
-      this.buf = got.slice();
+      this.buf = new Uint8Array(got); // a real copy (Buffer#slice would alias)
       this.view = new DataView(this.buf.buffer, this.buf.byteOffset, this.buf.byteLength);
       this.bufStart = this.pos;
       return 0;
