@@ -13,6 +13,8 @@ import type { GgufArrayValue, GgufHeader, GgufMetadata, GgufTensorInfo, GgufValu
 const CHUNK = 1 << 20;
 const utf8 = new TextDecoder("utf-8", { fatal: true });
 const utf8Encoder = new TextEncoder();
+// eslint-disable-next-line no-control-regex
+const CONTROL_CHARS = /[\u0000-\u001f\u007f]/;
 
 /** Buffered little-endian cursor over a SyncByteSource. */
 class Cursor {
@@ -191,6 +193,11 @@ export function parseGgufHeader(src: SyncByteSource): GgufHeader {
     const keyAt = c.pos;
     const key = c.string(`kv[${i}].key`);
     if (key.length === 0) throw new GgufFormatError("GGUF_EMPTY_KEY", `kv[${i}].key`, keyAt, "empty key");
+    // gguf.cpp handles keys as C strings: an embedded NUL makes a different (even empty) key and
+    // llama.cpp then aborts (GGML_ASSERT(!key.empty())). Control characters are never legitimate.
+    if (CONTROL_CHARS.test(key)) {
+      throw new GgufFormatError("GGUF_BAD_KEY", `kv[${i}].key`, keyAt, `key ${JSON.stringify(key)} contains a NUL or control character`);
+    }
     if (metadata.has(key)) throw new GgufFormatError("GGUF_DUPLICATE_KEY", key, keyAt, "duplicate key");
     const typeAt = c.pos;
     const type = c.u32(`${key} type`);
@@ -224,6 +231,9 @@ export function parseGgufHeader(src: SyncByteSource): GgufHeader {
       throw new GgufFormatError("GGUF_TENSOR_NAME", field, infoOffset, `name is ${nameBytes} bytes, limit ${GGUF_LIMITS.maxTensorNameLength - 1}`);
     }
     if (name.length === 0) throw new GgufFormatError("GGUF_TENSOR_NAME", `tensor[${i}].name`, infoOffset, "empty tensor name");
+    if (CONTROL_CHARS.test(name)) {
+      throw new GgufFormatError("GGUF_TENSOR_NAME", `tensor[${i}].name`, infoOffset, `name ${JSON.stringify(name)} contains a NUL or control character`);
+    }
     if (names.has(name)) throw new GgufFormatError("GGUF_DUPLICATE_TENSOR", field, infoOffset, "duplicate tensor name");
     names.add(name);
     const dimsAt = c.pos;

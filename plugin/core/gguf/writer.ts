@@ -24,6 +24,8 @@ export interface GgufLayout {
 }
 
 const enc = new TextEncoder();
+// eslint-disable-next-line no-control-regex
+const CONTROL_CHARS = /[\u0000-\u001f\u007f]/;
 
 /** Growable little-endian byte buffer. */
 class ByteWriter {
@@ -114,6 +116,7 @@ export function layoutGguf(metadata: GgufMetadata, tensors: readonly TensorSpec[
   w.u64(BigInt(metadata.size));
   for (const [key, value] of metadata) {
     if (key.length === 0) throw new GgufFormatError("GGUF_EMPTY_KEY", "metadata", undefined, "empty key");
+    if (CONTROL_CHARS.test(key)) throw new GgufFormatError("GGUF_BAD_KEY", key, undefined, "key contains a NUL or control character");
     w.string(key);
     writeValue(w, key, value);
   }
@@ -123,7 +126,7 @@ export function layoutGguf(metadata: GgufMetadata, tensors: readonly TensorSpec[
   for (const t of tensors) {
     const field = `tensor '${t.name}'`;
     const nameBytes = enc.encode(t.name).length;
-    if (nameBytes === 0 || nameBytes >= GGUF_LIMITS.maxTensorNameLength) {
+    if (nameBytes === 0 || nameBytes >= GGUF_LIMITS.maxTensorNameLength || CONTROL_CHARS.test(t.name)) {
       throw new GgufFormatError("GGUF_TENSOR_NAME", field, undefined, `name must be 1..${GGUF_LIMITS.maxTensorNameLength - 1} bytes`);
     }
     if (names.has(t.name)) throw new GgufFormatError("GGUF_DUPLICATE_TENSOR", field, undefined, "duplicate tensor name");
