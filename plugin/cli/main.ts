@@ -2,8 +2,11 @@
 import { SecNeuronError, UsageError } from "../errors.js";
 import { parseCommandArgs, type CliIo, type Command } from "./args.js";
 import { inspectCommand } from "./inspect.js";
+import { authorityCommand } from "./authority.js";
+import { issueCommand } from "./issue.js";
+import { verifyManifestCommand } from "./verify-manifest.js";
 
-export const COMMANDS: readonly Command[] = [inspectCommand];
+export const COMMANDS: readonly Command[] = [inspectCommand, authorityCommand, issueCommand, verifyManifestCommand];
 
 const VERSION = "0.1.0";
 
