@@ -5,8 +5,10 @@ import { inspectCommand } from "./inspect.js";
 import { authorityCommand } from "./authority.js";
 import { issueCommand } from "./issue.js";
 import { verifyManifestCommand } from "./verify-manifest.js";
+import { sealCommand } from "./seal.js";
+import { unsealCommand } from "./unseal.js";
 
-export const COMMANDS: readonly Command[] = [inspectCommand, authorityCommand, issueCommand, verifyManifestCommand];
+export const COMMANDS: readonly Command[] = [inspectCommand, authorityCommand, issueCommand, verifyManifestCommand, sealCommand, unsealCommand];
 
 const VERSION = "0.1.0";
 

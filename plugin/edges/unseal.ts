@@ -1,0 +1,247 @@
+/**
+ * `unseal`: turn a sealed model plus a user's CP-ABE key into a variant, a GGUF on tmpfs in which
+ * the rows of the nodes the key unlocks are decrypted (and authenticated) and every other sealed
+ * row is zero. Fail closed: any error (signature, foreign authority, unwrap, a row whose tag does
+ * not verify, a row that still looks encrypted after decryption) removes the partial variant and
+ * throws; the sealed input is only read. A Variant stays live: grant decrypts more nodes into the
+ * same file and revoke zeroes them, which a CPU llama.cpp that memory-maps the file sees at once.
+ */
+import { randomBytes } from "node:crypto";
+import { chmodSync, copyFileSync, rmSync, statfsSync, renameSync } from "node:fs";
+import { open, type FileHandle } from "node:fs/promises";
+import { basename, dirname, join } from "node:path";
+import { bytesToHex } from "@noble/hashes/utils.js";
+import { CryptoError, SecNeuronError } from "../errors.js";
+import { decodeCiphertext, decrypt as abeDecrypt, type UserKey } from "../core/abe/fame.js";
+import { RowSpanTable, ROW_TAG_BYTES } from "../core/cipher/row-cipher.js";
+import { validateLlamaModel, type LlamaHyperparams } from "../core/gguf/llama-check.js";
+import type { GgufHeader } from "../core/gguf/types.js";
+import { authorizedNodes } from "../core/policy/tree.js";
+import { unwrapNodeKey } from "../core/seal/node-key-wrap.js";
+import { nodeRows, type SealedRow } from "../core/seal/plan.js";
+import { decodeSealedMetadata, sealedTree, verifySealedHeader, type SealedInfo } from "../core/seal/sealed-metadata.js";
+import { rowCipherBackend } from "./cipher-backend.js";
+import { readGgufHeader } from "./gguf-file.js";
+
+export class UnsealError extends SecNeuronError {}
+
+export interface SealedModel {
+  readonly path: string;
+  readonly header: GgufHeader;
+  readonly hyperparams: LlamaHyperparams;
+  readonly info: SealedInfo;
+  /** Rows of each node, in tag order. */
+  readonly rows: readonly (readonly SealedRow[])[];
+}
+
+/** Parse, validate and verify the issuer's signature on a sealed model. */
+export function openSealedModel(path: string): SealedModel {
+  const header = readGgufHeader(path);
+  const hyperparams = validateLlamaModel(header);
+  const info = decodeSealedMetadata(header, hyperparams.feedForwardLength, hyperparams.blockCount);
+  if (!verifySealedHeader(header, info)) {
+    throw new UnsealError("SEALED_BAD_SIGNATURE", `${path}: the sealed header's signature does not verify under issuer ${info.issuer} (the file was altered)`);
+  }
+  return { path, header, hyperparams, info, rows: info.nodes.map((n) => nodeRows(header, n)) };
+}
+
+/**
+ * Decrypt the node keys `userKey` unlocks (only nodes serving `tasks`, when given: least
+ * privilege). Returns node index -> 32-byte key. The caller zeroes the keys when done.
+ */
+export function unlockNodeKeys(model: SealedModel, userKey: UserKey, tasks?: readonly string[]): Map<number, Uint8Array> {
+  const fp = bytesToHex(userKey.fingerprint);
+  if (fp !== model.info.authority) {
+    throw new UnsealError("UNSEAL_FOREIGN_AUTHORITY", `the key was issued by authority ${fp.slice(0, 16)}…, the model was sealed for ${model.info.authority.slice(0, 16)}…`);
+  }
+  if (tasks) {
+    const known = new Set(model.info.nodes.flatMap((n) => n.tasks));
+    for (const t of tasks) if (!known.has(t)) throw new UnsealError("UNSEAL_UNKNOWN_TASK", `task '${t}' is not sealed in this model (sealed: ${[...known].join(", ")})`);
+  }
+  const keys = new Map<number, Uint8Array>();
+  try {
+    for (const { node, policyIndex } of authorizedNodes(sealedTree(model.info), userKey.attributes, tasks)) {
+      const k = model.info.nodes.indexOf(node as SealedInfo["nodes"][number]);
+      const w = model.info.nodes[k]!.wrapped[policyIndex]!;
+      const ct = decodeCiphertext(w.abe);
+      if (ct.policy !== node.policies[policyIndex]) throw new UnsealError("UNSEAL_POLICY_MISMATCH", `node '${node.id}': the wrapped key's policy differs from the node's`);
+      const kem = abeDecrypt(userKey, ct);
+      try {
+        keys.set(k, unwrapNodeKey(kem, w.key, node.id, policyIndex));
+      } finally {
+        kem.fill(0);
+      }
+    }
+  } catch (e) {
+    for (const k of keys.values()) k.fill(0);
+    throw e;
+  }
+  return keys;
+}
+
+const TMPFS_MAGIC = 0x01021994;
+const RAMFS_MAGIC = 0x858458f6;
+
+export function isMemoryFilesystem(dir: string): boolean {
+  try {
+    const t = statfsSync(dir).type;
+    return t === TMPFS_MAGIC || t === RAMFS_MAGIC;
+  } catch {
+    return false;
+  }
+}
+
+const BATCH_BYTES = 32 << 20;
+
+async function readRows(fh: FileHandle, rows: readonly SealedRow[], buf: Buffer): Promise<RowSpanTable> {
+  const spans = new RowSpanTable(rows.length);
+  let at = 0;
+  for (const r of rows) {
+    const { bytesRead } = await fh.read(buf, at, r.length, r.offset);
+    if (bytesRead !== r.length) throw new UnsealError("UNSEAL_SHORT_READ", `short read at byte ${r.offset}`);
+    spans.push(at, r.length, r.tensorId, r.row);
+    at += r.length;
+  }
+  return spans;
+}
+
+function* rowBatches(rows: readonly SealedRow[]): Generator<{ start: number; rows: readonly SealedRow[]; bytes: number }> {
+  let start = 0;
+  while (start < rows.length) {
+    let end = start;
+    let bytes = 0;
+    while (end < rows.length && (end === start || bytes + rows[end]!.length <= BATCH_BYTES)) bytes += rows[end++]!.length;
+    yield { start, rows: rows.slice(start, end), bytes };
+    start = end;
+  }
+}
+
+/** A variant file whose node set can change while a host has it mapped. */
+export class Variant {
+  private readonly granted = new Set<number>();
+  private disposed = false;
+  private constructor(readonly model: SealedModel, readonly path: string, private readonly fh: FileHandle, private readonly sealed: FileHandle) {}
+
+  /** Node indices whose rows are decrypted in the file now. */
+  get nodes(): number[] {
+    return [...this.granted].sort((a, b) => a - b);
+  }
+  get nodeIds(): string[] {
+    return this.nodes.map((k) => this.model.info.nodes[k]!.id);
+  }
+
+  /**
+   * Build a variant at `out` (tmpfs unless allowDisk): copy the sealed file, zero every sealed row,
+   * then decrypt the given nodes. On any error nothing is left at `out`.
+   */
+  static async create(model: SealedModel, out: string, nodeKeys: ReadonlyMap<number, Uint8Array>, opts: { allowDisk?: boolean } = {}): Promise<Variant> {
+    if (!opts.allowDisk && !isMemoryFilesystem(dirname(out))) {
+      throw new UnsealError("UNSEAL_PERSISTENT_TARGET", `${dirname(out)} is not a memory filesystem (tmpfs): decrypted weights would reach persistent storage. Use /dev/shm, or pass allowDisk (--allow-disk) to opt in.`);
+    }
+    const tmp = join(dirname(out), `.${basename(out)}.${randomBytes(6).toString("hex")}.tmp`);
+    let fh: FileHandle | undefined;
+    let sealed: FileHandle | undefined;
+    try {
+      copyFileSync(model.path, tmp);
+      chmodSync(tmp, 0o600); // it will hold decrypted weights
+      fh = await open(tmp, "r+");
+      sealed = await open(model.path, "r");
+      const v = new Variant(model, tmp, fh, sealed);
+      for (let k = 0; k < model.info.nodes.length; k++) if (!nodeKeys.has(k)) await v.zeroNode(k);
+      for (const [k, key] of nodeKeys) await v.decryptNode(k, key);
+      renameSync(tmp, out);
+      (v as { path: string }).path = out;
+      return v;
+    } catch (e) {
+      await fh?.close().catch(() => {});
+      await sealed?.close().catch(() => {});
+      rmSync(tmp, { force: true });
+      throw e;
+    }
+  }
+
+  /** Decrypt more nodes into the live file. */
+  async grant(nodeKeys: ReadonlyMap<number, Uint8Array>): Promise<void> {
+    this.assertLive();
+    for (const [k, key] of nodeKeys) if (!this.granted.has(k)) await this.decryptNode(k, key);
+  }
+
+  /** Zero nodes in the live file. */
+  async revoke(nodes: Iterable<number>): Promise<void> {
+    this.assertLive();
+    for (const k of nodes) if (this.granted.has(k)) await this.zeroNode(k);
+  }
+
+  /** Close the file handles and hand the variant file over (it stays; no more grant/revoke). */
+  async close(): Promise<void> {
+    if (this.disposed) return;
+    this.disposed = true;
+    await this.fh.close().catch(() => {});
+    await this.sealed.close().catch(() => {});
+  }
+
+  /** Close and delete the variant file. */
+  async dispose(): Promise<void> {
+    if (this.disposed) return;
+    this.disposed = true;
+    await this.fh.close().catch(() => {});
+    await this.sealed.close().catch(() => {});
+    rmSync(this.path, { force: true });
+  }
+
+  private assertLive(): void {
+    if (this.disposed) throw new UnsealError("VARIANT_DISPOSED", `variant ${this.path} was disposed`);
+  }
+
+  private async zeroNode(k: number): Promise<void> {
+    const rows = this.model.rows[k]!;
+    const zeros = Buffer.alloc(Math.max(...rows.map((r) => r.length)));
+    for (const r of rows) await this.fh.write(zeros, 0, r.length, r.offset);
+    this.granted.delete(k);
+  }
+
+  /** Read the node's ciphertext from the sealed file, decrypt and authenticate it, write it. */
+  private async decryptNode(k: number, key: Uint8Array): Promise<void> {
+    const node = this.model.info.nodes[k]!;
+    const rows = this.model.rows[k]!;
+    const backend = rowCipherBackend();
+    for (const batch of rowBatches(rows)) {
+      const buf = Buffer.allocUnsafe(batch.bytes);
+      const spans = await readRows(this.sealed, batch.rows, buf);
+      const tags = node.tags.subarray(batch.start * ROW_TAG_BYTES, (batch.start + batch.rows.length) * ROW_TAG_BYTES);
+      const res = backend.decryptRows(buf, spans, key, tags);
+      if (!res.ok) {
+        const bad = res.rowOk.findIndex((x) => x === 0);
+        const r = batch.rows[bad]!;
+        buf.fill(0);
+        throw new CryptoError("E_ROW_AUTH", `node '${node.id}': ${res.failed} row(s) fail authentication, first: row ${r.row} of ${this.model.header.tensors[r.tensorId]!.name} (tampered data or wrong key)`, { node: node.id, failed: res.failed });
+      }
+      let at = 0;
+      for (const r of batch.rows) {
+        await this.fh.write(buf, at, r.length, r.offset);
+        at += r.length;
+      }
+      buf.fill(0);
+    }
+    this.granted.add(k);
+  }
+}
+
+export interface UnsealOptions {
+  readonly sealed: string;
+  readonly userKey: UserKey;
+  readonly out: string;
+  readonly tasks?: readonly string[];
+  readonly allowDisk?: boolean;
+}
+
+/** Open, unlock and build a variant in one call; returns the live variant. */
+export async function unsealModel(opts: UnsealOptions): Promise<Variant> {
+  const model = openSealedModel(opts.sealed);
+  const keys = unlockNodeKeys(model, opts.userKey, opts.tasks);
+  try {
+    return await Variant.create(model, opts.out, keys, { allowDisk: opts.allowDisk });
+  } finally {
+    for (const k of keys.values()) k.fill(0);
+  }
+}
