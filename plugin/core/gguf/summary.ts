@@ -6,6 +6,23 @@ import { SecNeuronError } from "../../errors.js";
 import { GgufValueType, ggmlTypeName } from "./constants.js";
 import { validateLlamaModel, type LlamaHyperparams } from "./llama-check.js";
 import type { GgufHeader, GgufValue } from "./types.js";
+import { decodeSealedMetadata, isSealed, verifySealedHeader } from "../seal/sealed-metadata.js";
+import { nodeRows } from "../seal/plan.js";
+import { nodeNeuronCount } from "../policy/tree.js";
+
+export interface SealedSummary {
+  readonly version: number;
+  readonly scheme: string;
+  readonly authority: string;
+  readonly issuer: string;
+  readonly plaintextSha256: string;
+  readonly signatureValid: boolean;
+  readonly nodes: ReadonlyArray<{ id: string; tasks: readonly string[]; policies: readonly string[]; neurons: number; rows: number; bytes: number; perLayer: Record<string, number> }>;
+  readonly sealedNeurons: number;
+  readonly sealedBytes: number;
+  /** Per task: neurons in nodes that serve it. */
+  readonly neuronsPerTask: Record<string, number>;
+}
 
 export interface TensorRow {
   readonly name: string;
@@ -33,6 +50,8 @@ export interface ModelSummary {
   /** FFN neurons (rows of blk.N.ffn_gate) per layer. */
   readonly ffnNeuronsPerLayer: readonly number[];
   readonly tensors: readonly TensorRow[];
+  /** Present for sealed models: the policy tree; or the reason the sealed metadata is invalid. */
+  readonly sealed?: SealedSummary | { readonly error: { code: string; message: string } };
   /** Small metadata values (long arrays summarized). */
   readonly metadata: Readonly<Record<string, unknown>>;
 }
@@ -72,6 +91,31 @@ export function summarizeGguf(h: GgufHeader): ModelSummary {
     if (m) ffn[Number(m[1])] = t.ne.slice(1).reduce((a, b) => a * b, 1);
     return { name: t.name, type, shape: t.ne, bytes: t.byteLength, offset: t.offset };
   });
+  let sealed: ModelSummary["sealed"];
+  if (isSealed(h.metadata)) {
+    try {
+      if (!hyperparams) throw new SecNeuronError("SEALED_NOT_LOADABLE", "the sealed model does not pass llama.cpp validation");
+      const info = decodeSealedMetadata(h, hyperparams.feedForwardLength, hyperparams.blockCount);
+      const nodes = info.nodes.map((n) => {
+        const rows = nodeRows(h, n);
+        return {
+          id: n.id, tasks: n.tasks, policies: n.policies, neurons: nodeNeuronCount(n), rows: rows.length,
+          bytes: rows.reduce((a, r) => a + r.length, 0),
+          perLayer: Object.fromEntries([...n.neurons].map(([l, idx]) => [String(l), idx.length])),
+        };
+      });
+      const neuronsPerTask: Record<string, number> = {};
+      for (const n of nodes) for (const t of n.tasks) neuronsPerTask[t] = (neuronsPerTask[t] ?? 0) + n.neurons;
+      sealed = {
+        version: info.version, scheme: info.scheme, authority: info.authority, issuer: info.issuer, plaintextSha256: info.plaintextSha256,
+        signatureValid: verifySealedHeader(h, info), nodes, neuronsPerTask,
+        sealedNeurons: nodes.reduce((a, n) => a + n.neurons, 0), sealedBytes: nodes.reduce((a, n) => a + n.bytes, 0),
+      };
+    } catch (e) {
+      if (!(e instanceof SecNeuronError)) throw e;
+      sealed = { error: { code: e.code, message: e.message } };
+    }
+  }
   const metadata: Record<string, unknown> = {};
   for (const [k, v] of h.metadata) metadata[k] = displayValue(v);
   return {
@@ -90,6 +134,7 @@ export function summarizeGguf(h: GgufHeader): ModelSummary {
     bytesByType,
     ffnNeuronsPerLayer: Array.from(ffn, (n) => n ?? 0),
     tensors,
+    ...(sealed ? { sealed } : {}),
     metadata,
   };
 }
