@@ -7,8 +7,9 @@ import { issueCommand } from "./issue.js";
 import { verifyManifestCommand } from "./verify-manifest.js";
 import { sealCommand } from "./seal.js";
 import { unsealCommand } from "./unseal.js";
+import { scanCommand } from "./scan.js";
 
-export const COMMANDS: readonly Command[] = [inspectCommand, authorityCommand, issueCommand, verifyManifestCommand, sealCommand, unsealCommand];
+export const COMMANDS: readonly Command[] = [inspectCommand, authorityCommand, issueCommand, verifyManifestCommand, sealCommand, unsealCommand, scanCommand];
 
 const VERSION = "0.1.0";
 
