@@ -76,9 +76,13 @@ export const unsealCommand: Command = {
     const nodes = variant.nodeIds;
     const zeroed = model.info.nodes.filter((n) => !nodes.includes(n.id)).map((n) => n.id);
     await variant.close(); // the file stays: this command hands it over
-    const summary = { out, subject: manifest.subject, decryptedNodes: nodes, zeroedNodes: zeroed, seconds: Number(((performance.now() - t0) / 1000).toFixed(3)) };
+    const summary = { out, subject: manifest.subject, decryptedNodes: nodes, zeroedNodes: zeroed, detection: variant.detection, seconds: Number(((performance.now() - t0) / 1000).toFixed(3)) };
     if (values.json) io.out(JSON.stringify(summary));
     else io.out(`wrote ${out} for ${manifest.subject}: decrypted ${nodes.length ? nodes.join(", ") : "(nothing)"}; zeroed ${zeroed.length ? zeroed.join(", ") : "(nothing)"} (${summary.seconds} s)`);
+    if (!values.json && variant.detection) {
+      const d = variant.detection;
+      io.out(`detection scan: ${d.rowsScanned} FFN rows, ${d.zeroedRows} still looked encrypted and were zeroed${d.falsePositives ? `, ${d.falsePositives} authenticated rows flagged (kept)` : ""}`);
+    }
     return 0;
   },
 };

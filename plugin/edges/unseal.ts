@@ -22,6 +22,8 @@ import { nodeRows, type SealedRow } from "../core/seal/plan.js";
 import { decodeSealedMetadata, sealedTree, verifySealedHeader, type SealedInfo } from "../core/seal/sealed-metadata.js";
 import { rowCipherBackend } from "./cipher-backend.js";
 import { readGgufHeader } from "./gguf-file.js";
+import { scanGguf } from "./scan.js";
+import { rowRange } from "../core/gguf/rows.js";
 
 export class UnsealError extends SecNeuronError {}
 
@@ -116,10 +118,27 @@ function* rowBatches(rows: readonly SealedRow[]): Generator<{ start: number; row
   }
 }
 
+export interface VariantOptions {
+  /** Allow a target that is not a memory filesystem. */
+  readonly allowDisk?: boolean;
+  /** Detection scan after decryption: every FFN gate/up row ("ffn", default) or none. */
+  readonly scan?: "ffn" | "none";
+}
+
+export interface DetectionReport {
+  rowsScanned: number;
+  /** Rows that looked encrypted and were zeroed. */
+  zeroedRows: number;
+  /** Decrypted, authenticated rows the detector flagged (kept). */
+  falsePositives: number;
+  seconds: number;
+}
+
 /** A variant file whose node set can change while a host has it mapped. */
 export class Variant {
   private readonly granted = new Set<number>();
   private disposed = false;
+  private report: DetectionReport | undefined;
   private constructor(readonly model: SealedModel, readonly path: string, private readonly fh: FileHandle, private readonly sealed: FileHandle) {}
 
   /** Node indices whose rows are decrypted in the file now. */
@@ -134,7 +153,7 @@ export class Variant {
    * Build a variant at `out` (tmpfs unless allowDisk): copy the sealed file, zero every sealed row,
    * then decrypt the given nodes. On any error nothing is left at `out`.
    */
-  static async create(model: SealedModel, out: string, nodeKeys: ReadonlyMap<number, Uint8Array>, opts: { allowDisk?: boolean } = {}): Promise<Variant> {
+  static async create(model: SealedModel, out: string, nodeKeys: ReadonlyMap<number, Uint8Array>, opts: VariantOptions = {}): Promise<Variant> {
     if (!opts.allowDisk && !isMemoryFilesystem(dirname(out))) {
       throw new UnsealError("UNSEAL_PERSISTENT_TARGET", `${dirname(out)} is not a memory filesystem (tmpfs): decrypted weights would reach persistent storage. Use /dev/shm, or pass allowDisk (--allow-disk) to opt in.`);
     }
@@ -149,6 +168,7 @@ export class Variant {
       const v = new Variant(model, tmp, fh, sealed);
       for (let k = 0; k < model.info.nodes.length; k++) if (!nodeKeys.has(k)) await v.zeroNode(k);
       for (const [k, key] of nodeKeys) await v.decryptNode(k, key);
+      if ((opts.scan ?? "ffn") === "ffn") await v.detectAndZero();
       renameSync(tmp, out);
       (v as { path: string }).path = out;
       return v;
@@ -158,6 +178,34 @@ export class Variant {
       rmSync(tmp, { force: true });
       throw e;
     }
+  }
+
+  /** What the detection scan found when the variant was built. */
+  get detection(): DetectionReport | undefined {
+    return this.report;
+  }
+
+  /**
+   * The detection backstop: scan every FFN gate/up row of the variant and zero any row that still
+   * looks like ciphertext (e.g. rows encrypted by a tool whose row map this model does not carry).
+   * Rows this variant decrypted and authenticated are never zeroed: a hit there is a detector
+   * false positive, counted but not acted on.
+   */
+  private async detectAndZero(): Promise<void> {
+    const r = await scanGguf(this.path);
+    const decrypted = new Set<string>();
+    for (const k of this.granted) for (const row of this.model.rows[k]!) decrypted.add(`${row.tensorId}:${row.row}`);
+    const ids = new Map(this.model.header.tensors.map((t, i) => [t.name, i]));
+    const report: DetectionReport = { rowsScanned: r.rowsScanned, zeroedRows: 0, falsePositives: 0, seconds: r.seconds };
+    for (const hit of r.encrypted) {
+      const id = ids.get(hit.tensor)!;
+      if (decrypted.has(`${id}:${hit.row}`)) { report.falsePositives++; continue; }
+      const t = this.model.header.tensors[id]!;
+      const range = rowRange(this.model.header, t, hit.row);
+      await this.fh.write(Buffer.alloc(range.length), 0, range.length, range.offset);
+      report.zeroedRows++;
+    }
+    this.report = report;
   }
 
   /** Decrypt more nodes into the live file. */
@@ -233,6 +281,7 @@ export interface UnsealOptions {
   readonly out: string;
   readonly tasks?: readonly string[];
   readonly allowDisk?: boolean;
+  readonly scan?: VariantOptions["scan"];
 }
 
 /** Open, unlock and build a variant in one call; returns the live variant. */
@@ -240,7 +289,7 @@ export async function unsealModel(opts: UnsealOptions): Promise<Variant> {
   const model = openSealedModel(opts.sealed);
   const keys = unlockNodeKeys(model, opts.userKey, opts.tasks);
   try {
-    return await Variant.create(model, opts.out, keys, { allowDisk: opts.allowDisk });
+    return await Variant.create(model, opts.out, keys, { allowDisk: opts.allowDisk, scan: opts.scan });
   } finally {
     for (const k of keys.values()) k.fill(0);
   }

@@ -128,3 +128,32 @@ describe("unseal refuses", () => {
     await expect(sealOracle(authority, sealedPath(scratch.dir, "q8_0"), join(scratch.dir, "twice.sn.gguf"))).rejects.toMatchObject({ code: "SEAL_ALREADY_SEALED" });
   });
 });
+
+describe("detection backstop", () => {
+  it("zeroes rows that look encrypted but are not in the row map, and never authenticated rows", async () => {
+    const { openSync, writeSync, closeSync, copyFileSync } = await import("node:fs");
+    const { randomFillSync } = await import("node:crypto");
+    const sealed = sealedPath(scratch.dir, "f16");
+    const rogue = join(scratch.dir, "rogue.sn.gguf");
+    copyFileSync(sealed, rogue);
+    const m = openSealedModel(rogue);
+    const t = m.header.tensors.find((x) => x.name === "blk.1.ffn_up.weight")!;
+    const rogueRows = [5, 77, 300];
+    const fd = openSync(rogue, "r+");
+    for (const row of rogueRows) {
+      const r = rowRange(m.header, t, row);
+      writeSync(fd, randomFillSync(Buffer.alloc(r.length)), 0, r.length, r.offset);
+    }
+    closeSync(fd);
+    const out = join(scratch.dir, "rogue-variant.gguf");
+    const v = await unsealModel({ sealed: rogue, userKey: userKey(authority, ["admin"]), out });
+    expect(v.detection).toMatchObject({ zeroedRows: 3, falsePositives: 0 });
+    expect(v.detection!.rowsScanned).toBe(2 * 2 * 512);
+    const bytes = readFileSync(out);
+    for (const row of rogueRows) {
+      const r = rowRange(m.header, t, row);
+      expect(bytes.subarray(r.offset, r.offset + r.length).every((b) => b === 0)).toBe(true);
+    }
+    await v.dispose();
+  });
+});
