@@ -81,7 +81,7 @@ export const unsealCommand: Command = {
     else io.out(`wrote ${out} for ${manifest.subject}: decrypted ${nodes.length ? nodes.join(", ") : "(nothing)"}; zeroed ${zeroed.length ? zeroed.join(", ") : "(nothing)"} (${summary.seconds} s)`);
     if (!values.json && variant.detection) {
       const d = variant.detection;
-      io.out(`detection scan: ${d.rowsScanned} FFN rows, ${d.zeroedRows} still looked encrypted and were zeroed${d.falsePositives ? `, ${d.falsePositives} authenticated rows flagged (kept)` : ""}`);
+      io.out(`detection scan: ${d.rowsScanned} FFN rows, ${d.zeroedRows} still looked encrypted and were zeroed; ${d.sealedRowsSeen} of the ${model.rows.reduce((a, r) => a + r.length, 0)} sealed rows recognised as ciphertext`);
     }
     return 0;
   },

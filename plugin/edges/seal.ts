@@ -6,8 +6,7 @@
  * (so an input that changes between the passes is caught). The output appears atomically.
  */
 import { createHash, randomBytes } from "node:crypto";
-import { createReadStream } from "node:fs";
-import { open } from "node:fs/promises";
+import { closeSync, createReadStream, openSync, readSync } from "node:fs";
 import { GgufFormatError, SecNeuronError } from "../errors.js";
 import { encodeCiphertext, encrypt as abeEncrypt } from "../core/abe/fame.js";
 import { RowSpanTable, ROW_TAG_BYTES } from "../core/cipher/row-cipher.js";
@@ -59,14 +58,13 @@ async function sha256File(path: string, size: number, onProgress?: (done: number
 }
 
 /** Read rows (absolute ranges) into one buffer, in order; returns the buffer and the span table. */
-async function readRows(fh: import("node:fs/promises").FileHandle, rows: readonly SealedRow[]): Promise<{ buf: Buffer; spans: RowSpanTable }> {
+function readRows(fd: number, rows: readonly SealedRow[]): { buf: Buffer; spans: RowSpanTable } {
   const total = rows.reduce((s, r) => s + r.length, 0);
   const buf = Buffer.allocUnsafe(total);
   const spans = new RowSpanTable(rows.length);
   let at = 0;
   for (const r of rows) {
-    const { bytesRead } = await fh.read(buf, at, r.length, r.offset);
-    if (bytesRead !== r.length) throw new GgufFormatError("GGUF_TRUNCATED", `row ${r.row} of tensor #${r.tensorId}`, r.offset, "short read");
+    if (readSync(fd, buf, at, r.length, r.offset) !== r.length) throw new GgufFormatError("GGUF_TRUNCATED", `row ${r.row} of tensor #${r.tensorId}`, r.offset, "short read");
     spans.push(at, r.length, r.tensorId, r.row);
     at += r.length;
   }
@@ -108,7 +106,7 @@ export async function sealModel(opts: SealOptions): Promise<SealSummary> {
 
   const nodeKeys = tree.nodes.map(() => new Uint8Array(randomBytes(32)));
   const nodeRowsList = tree.nodes.map((n) => nodeRows(header, n));
-  const fh = await open(opts.model, "r");
+  const fd = openSync(opts.model, "r");
   const sealedNodes: SealedNode[] = [];
   try {
     // Pass 1: tags.
@@ -120,7 +118,7 @@ export async function sealModel(opts: SealOptions): Promise<SealSummary> {
       const tags = new Uint8Array(rows.length * ROW_TAG_BYTES);
       let at = 0;
       for (const batch of batches(rows)) {
-        const { buf, spans } = await readRows(fh, batch);
+        const { buf, spans } = readRows(fd, batch);
         const t = backend.encryptRows(buf, spans, nodeKeys[k]!);
         tags.set(t, at);
         at += t.length;
@@ -137,7 +135,7 @@ export async function sealModel(opts: SealOptions): Promise<SealSummary> {
       sealedNodes.push({ ...node, wrapped, tags });
     }
   } finally {
-    await fh.close();
+    closeSync(fd);
   }
 
   const sealedKeys = encodeSealedMetadata({

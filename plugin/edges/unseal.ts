@@ -7,8 +7,8 @@
  * same file and revoke zeroes them, which a CPU llama.cpp that memory-maps the file sees at once.
  */
 import { randomBytes } from "node:crypto";
-import { chmodSync, copyFileSync, rmSync, statfsSync, renameSync } from "node:fs";
-import { open, type FileHandle } from "node:fs/promises";
+import { copyFile } from "node:fs/promises";
+import { chmodSync, closeSync, openSync, readSync, rmSync, statfsSync, renameSync, writeSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { bytesToHex } from "@noble/hashes/utils.js";
 import { CryptoError, SecNeuronError } from "../errors.js";
@@ -22,7 +22,7 @@ import { nodeRows, type SealedRow } from "../core/seal/plan.js";
 import { decodeSealedMetadata, sealedTree, verifySealedHeader, type SealedInfo } from "../core/seal/sealed-metadata.js";
 import { rowCipherBackend } from "./cipher-backend.js";
 import { readGgufHeader } from "./gguf-file.js";
-import { scanGguf } from "./scan.js";
+import { scanGguf, type ScanResult } from "./scan.js";
 import { rowRange } from "../core/gguf/rows.js";
 
 export class UnsealError extends SecNeuronError {}
@@ -95,12 +95,12 @@ export function isMemoryFilesystem(dir: string): boolean {
 
 const BATCH_BYTES = 32 << 20;
 
-async function readRows(fh: FileHandle, rows: readonly SealedRow[], buf: Buffer): Promise<RowSpanTable> {
+/** Read rows into buf back to back (positional reads: row order is file order within a tensor). */
+function readRows(fd: number, rows: readonly SealedRow[], buf: Buffer): RowSpanTable {
   const spans = new RowSpanTable(rows.length);
   let at = 0;
   for (const r of rows) {
-    const { bytesRead } = await fh.read(buf, at, r.length, r.offset);
-    if (bytesRead !== r.length) throw new UnsealError("UNSEAL_SHORT_READ", `short read at byte ${r.offset}`);
+    if (readSync(fd, buf, at, r.length, r.offset) !== r.length) throw new UnsealError("UNSEAL_SHORT_READ", `short read at byte ${r.offset}`);
     spans.push(at, r.length, r.tensorId, r.row);
     at += r.length;
   }
@@ -129,8 +129,8 @@ export interface DetectionReport {
   rowsScanned: number;
   /** Rows that looked encrypted and were zeroed. */
   zeroedRows: number;
-  /** Decrypted, authenticated rows the detector flagged (kept). */
-  falsePositives: number;
+  /** Sealed rows (in the row map) the detector recognised as ciphertext in the sealed file. */
+  sealedRowsSeen: number;
   seconds: number;
 }
 
@@ -139,7 +139,7 @@ export class Variant {
   private readonly granted = new Set<number>();
   private disposed = false;
   private report: DetectionReport | undefined;
-  private constructor(readonly model: SealedModel, readonly path: string, private readonly fh: FileHandle, private readonly sealed: FileHandle) {}
+  private constructor(readonly model: SealedModel, readonly path: string, private readonly fd: number, private readonly sealedFd: number) {}
 
   /** Node indices whose rows are decrypted in the file now. */
   get nodes(): number[] {
@@ -158,23 +158,28 @@ export class Variant {
       throw new UnsealError("UNSEAL_PERSISTENT_TARGET", `${dirname(out)} is not a memory filesystem (tmpfs): decrypted weights would reach persistent storage. Use /dev/shm, or pass allowDisk (--allow-disk) to opt in.`);
     }
     const tmp = join(dirname(out), `.${basename(out)}.${randomBytes(6).toString("hex")}.tmp`);
-    let fh: FileHandle | undefined;
-    let sealed: FileHandle | undefined;
+    let fd: number | undefined;
+    let sealedFd: number | undefined;
     try {
-      copyFileSync(model.path, tmp);
+      // The kernel copies the file (libuv thread) while this thread runs the detection scan over
+      // the sealed file: rows outside the signed row map are the same bytes in both files.
+      const [, scan] = await Promise.all([
+        copyFile(model.path, tmp),
+        (opts.scan ?? "ffn") === "ffn" ? scanGguf(model.path) : Promise.resolve(undefined),
+      ]);
       chmodSync(tmp, 0o600); // it will hold decrypted weights
-      fh = await open(tmp, "r+");
-      sealed = await open(model.path, "r");
-      const v = new Variant(model, tmp, fh, sealed);
-      for (let k = 0; k < model.info.nodes.length; k++) if (!nodeKeys.has(k)) await v.zeroNode(k);
-      for (const [k, key] of nodeKeys) await v.decryptNode(k, key);
-      if ((opts.scan ?? "ffn") === "ffn") await v.detectAndZero();
+      fd = openSync(tmp, "r+");
+      sealedFd = openSync(model.path, "r");
+      const v = new Variant(model, tmp, fd, sealedFd);
+      for (let k = 0; k < model.info.nodes.length; k++) if (!nodeKeys.has(k)) v.zeroNode(k);
+      for (const [k, key] of nodeKeys) v.decryptNode(k, key);
+      if (scan) v.zeroDetected(scan);
       renameSync(tmp, out);
       (v as { path: string }).path = out;
       return v;
     } catch (e) {
-      await fh?.close().catch(() => {});
-      await sealed?.close().catch(() => {});
+      if (fd !== undefined) closeSync(fd);
+      if (sealedFd !== undefined) closeSync(sealedFd);
       rmSync(tmp, { force: true });
       throw e;
     }
@@ -186,23 +191,20 @@ export class Variant {
   }
 
   /**
-   * The detection backstop: scan every FFN gate/up row of the variant and zero any row that still
-   * looks like ciphertext (e.g. rows encrypted by a tool whose row map this model does not carry).
-   * Rows this variant decrypted and authenticated are never zeroed: a hit there is a detector
-   * false positive, counted but not acted on.
+   * The detection backstop: zero every FFN gate/up row that still looks like ciphertext but is not
+   * in the signed row map (e.g. rows encrypted by a tool whose map this model does not carry).
+   * Rows in the map are decrypted and authenticated, or zeroed, already.
    */
-  private async detectAndZero(): Promise<void> {
-    const r = await scanGguf(this.path);
-    const decrypted = new Set<string>();
-    for (const k of this.granted) for (const row of this.model.rows[k]!) decrypted.add(`${row.tensorId}:${row.row}`);
+  private zeroDetected(scan: ScanResult): void {
+    const inMap = new Set<string>();
+    for (const rows of this.model.rows) for (const row of rows) inMap.add(`${row.tensorId}:${row.row}`);
     const ids = new Map(this.model.header.tensors.map((t, i) => [t.name, i]));
-    const report: DetectionReport = { rowsScanned: r.rowsScanned, zeroedRows: 0, falsePositives: 0, seconds: r.seconds };
-    for (const hit of r.encrypted) {
+    const report: DetectionReport = { rowsScanned: scan.rowsScanned, zeroedRows: 0, sealedRowsSeen: 0, seconds: scan.seconds };
+    for (const hit of scan.encrypted) {
       const id = ids.get(hit.tensor)!;
-      if (decrypted.has(`${id}:${hit.row}`)) { report.falsePositives++; continue; }
-      const t = this.model.header.tensors[id]!;
-      const range = rowRange(this.model.header, t, hit.row);
-      await this.fh.write(Buffer.alloc(range.length), 0, range.length, range.offset);
+      if (inMap.has(`${id}:${hit.row}`)) { report.sealedRowsSeen++; continue; }
+      const range = rowRange(this.model.header, this.model.header.tensors[id]!, hit.row);
+      writeSync(this.fd, Buffer.alloc(range.length), 0, range.length, range.offset);
       report.zeroedRows++;
     }
     this.report = report;
@@ -211,29 +213,29 @@ export class Variant {
   /** Decrypt more nodes into the live file. */
   async grant(nodeKeys: ReadonlyMap<number, Uint8Array>): Promise<void> {
     this.assertLive();
-    for (const [k, key] of nodeKeys) if (!this.granted.has(k)) await this.decryptNode(k, key);
+    for (const [k, key] of nodeKeys) if (!this.granted.has(k)) this.decryptNode(k, key);
   }
 
   /** Zero nodes in the live file. */
   async revoke(nodes: Iterable<number>): Promise<void> {
     this.assertLive();
-    for (const k of nodes) if (this.granted.has(k)) await this.zeroNode(k);
+    for (const k of nodes) if (this.granted.has(k)) this.zeroNode(k);
   }
 
   /** Close the file handles and hand the variant file over (it stays; no more grant/revoke). */
   async close(): Promise<void> {
     if (this.disposed) return;
     this.disposed = true;
-    await this.fh.close().catch(() => {});
-    await this.sealed.close().catch(() => {});
+    closeSync(this.fd);
+    closeSync(this.sealedFd);
   }
 
   /** Close and delete the variant file. */
   async dispose(): Promise<void> {
     if (this.disposed) return;
     this.disposed = true;
-    await this.fh.close().catch(() => {});
-    await this.sealed.close().catch(() => {});
+    closeSync(this.fd);
+    closeSync(this.sealedFd);
     rmSync(this.path, { force: true });
   }
 
@@ -241,21 +243,21 @@ export class Variant {
     if (this.disposed) throw new UnsealError("VARIANT_DISPOSED", `variant ${this.path} was disposed`);
   }
 
-  private async zeroNode(k: number): Promise<void> {
+  private zeroNode(k: number): void {
     const rows = this.model.rows[k]!;
-    const zeros = Buffer.alloc(Math.max(...rows.map((r) => r.length)));
-    for (const r of rows) await this.fh.write(zeros, 0, r.length, r.offset);
+    const zeros = Buffer.alloc(rows.reduce((m, r) => Math.max(m, r.length), 0));
+    for (const r of rows) writeSync(this.fd, zeros, 0, r.length, r.offset);
     this.granted.delete(k);
   }
 
   /** Read the node's ciphertext from the sealed file, decrypt and authenticate it, write it. */
-  private async decryptNode(k: number, key: Uint8Array): Promise<void> {
+  private decryptNode(k: number, key: Uint8Array): void {
     const node = this.model.info.nodes[k]!;
     const rows = this.model.rows[k]!;
     const backend = rowCipherBackend();
     for (const batch of rowBatches(rows)) {
       const buf = Buffer.allocUnsafe(batch.bytes);
-      const spans = await readRows(this.sealed, batch.rows, buf);
+      const spans = readRows(this.sealedFd, batch.rows, buf);
       const tags = node.tags.subarray(batch.start * ROW_TAG_BYTES, (batch.start + batch.rows.length) * ROW_TAG_BYTES);
       const res = backend.decryptRows(buf, spans, key, tags);
       if (!res.ok) {
@@ -266,7 +268,7 @@ export class Variant {
       }
       let at = 0;
       for (const r of batch.rows) {
-        await this.fh.write(buf, at, r.length, r.offset);
+        writeSync(this.fd, buf, at, r.length, r.offset);
         at += r.length;
       }
       buf.fill(0);
