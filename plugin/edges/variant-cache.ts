@@ -26,7 +26,7 @@ export class VariantCache {
   private pending = new Map<string, Promise<Entry>>();
   private clock = 0;
 
-  constructor(private readonly opts: { dir: string; budgetBytes: number; allowDisk?: boolean }) {}
+  constructor(private readonly opts: { dir: string; budgetBytes: number; allowDisk?: boolean; onEvict?: (variant: Variant) => Promise<void> | void }) {}
 
   static key(model: SealedModel, nodes: Iterable<number>): string {
     return `${model.info.plaintextSha256}/${[...nodes].sort((a, b) => a - b).map((k) => model.info.nodes[k]!.id).join(",")}`;
@@ -98,6 +98,7 @@ export class VariantCache {
     while (this.bytes + need > this.opts.budgetBytes && idle.length) {
       const e = idle.shift()!;
       this.entries.delete(e.key);
+      await this.opts.onEvict?.(e.variant);
       await e.variant.dispose();
     }
     if (this.bytes + need > this.opts.budgetBytes) {
@@ -107,7 +108,10 @@ export class VariantCache {
 
   async dispose(): Promise<void> {
     await Promise.allSettled([...this.pending.values()]);
-    for (const e of this.entries.values()) await e.variant.dispose();
+    for (const e of this.entries.values()) {
+      await this.opts.onEvict?.(e.variant);
+      await e.variant.dispose();
+    }
     this.entries.clear();
   }
 }

@@ -41,6 +41,7 @@ export const PROXY_ERROR_STATUS = {
   // upstream
   UPSTREAM_TOO_LARGE: 502,
   UPSTREAM_MALFORMED: 502,
+  UPSTREAM_UNAVAILABLE: 502,
   INTERNAL: 500,
 } as const satisfies Record<string, number>;
 

@@ -469,13 +469,13 @@ export class EmbeddedHost implements HostAdapter {
           port: child.port,
           method: req.method,
           path: req.url,
-          headers: { ...req.headers, host: `127.0.0.1:${child.port}` },
+          headers: { ...withoutHopByHop(req.headers), host: `127.0.0.1:${child.port}` },
           agent: this.agent,
         });
         up.on("error", (e) => fail(502, `the llama.cpp child failed during the request (${e.message})`));
         up.on("response", (ur) => {
           streamType = String(ur.headers["content-type"] ?? "");
-          res.writeHead(ur.statusCode ?? 502, ur.headers);
+          res.writeHead(ur.statusCode ?? 502, withoutHopByHop(ur.headers));
           ur.on("data", (c: Buffer) => {
             if (!res.write(c)) {
               ur.pause();
@@ -502,4 +502,16 @@ export class EmbeddedHost implements HostAdapter {
       },
     );
   }
+}
+
+/**
+ * Hop-by-hop headers belong to one connection and must not be forwarded: a client's
+ * `Connection: close` passed on makes the child close a socket the keep-alive agent still pools,
+ * and the next request on it fails with "socket hang up".
+ */
+function withoutHopByHop(headers: IncomingMessage["headers"]): IncomingMessage["headers"] {
+  const out = { ...headers };
+  const named = String(headers.connection ?? "").split(",").map((h) => h.trim().toLowerCase()).filter(Boolean);
+  for (const h of ["connection", "keep-alive", "proxy-connection", "te", "trailer", "upgrade", ...named]) delete out[h];
+  return out;
 }

@@ -1,0 +1,282 @@
+/**
+ * The sidecar's HTTP front: one express app, no module-level state. Every request goes through
+ * the same steps, and anything not explicitly allowed is denied:
+ *   route (default-deny table) -> authenticate (token -> manifest) -> route access (admin-only
+ *   routes need `role:admin`) -> model extraction (every place a request can name one) ->
+ *   loading-field policy -> scope and task routing -> variant -> forward with the model renamed
+ *   -> response renamed back, streaming, line by line.
+ * Listings are built from what the caller may use. Each decision is audited and counted.
+ */
+import { randomUUID } from "node:crypto";
+import type { IncomingMessage, ServerResponse } from "node:http";
+import express, { type Express, type Request, type Response } from "express";
+import { createProxyMiddleware } from "http-proxy-middleware";
+import { SecNeuronError } from "../errors.js";
+import type { UserKey } from "../core/abe/fame.js";
+import type { KeyManifest } from "../core/manifest/manifest.js";
+import type { AuditEvent, AuditLog } from "../edges/audit-log.js";
+import type { AuthResult } from "../edges/manifests/keyring.js";
+import type { ModelRegistry, ServedModel } from "../edges/model-registry.js";
+import { AccessError, grantedNodes, inScope, variantName, type Caller, type Resolved, type VariantResolver } from "../edges/variant-resolver.js";
+import type { HostAdapter } from "../hosts/host-adapter.js";
+import { apiError, apiErrorFrom, type ApiErrorResponse, type ApiFlavor } from "./api-error.js";
+import { parseCredentials } from "./auth.js";
+import { ProxyError } from "./errors.js";
+import type { SidecarMetrics } from "./metrics.js";
+import { createModelRenamer, createResponseRewriter, responseKindFor } from "./model-rewrite.js";
+import { applyLoadingPolicy, extractModels, rewriteExtracted } from "./request-model.js";
+import { checkRouteAccess, isDenial, matchRoute, type RouteMatch } from "./routes.js";
+
+export const TASK_HEADER = "x-secneuron-task";
+const MAX_BODY_BYTES = 32 << 20;
+
+export interface AppDeps {
+  readonly registry: () => ModelRegistry;
+  readonly authenticate: (token: string, now: number) => Promise<AuthResult>;
+  readonly resolver: VariantResolver;
+  readonly host: HostAdapter;
+  readonly audit: AuditLog;
+  readonly metrics: SidecarMetrics;
+  readonly version: string;
+  readonly logPrompts?: boolean;
+  readonly now?: () => number;
+  /** Extra fields for /healthz. */
+  readonly health?: () => Record<string, unknown>;
+}
+
+interface Pending {
+  id: string;
+  start: number;
+  match?: RouteMatch;
+  caller?: Caller & { manifest: KeyManifest };
+  model?: string;
+  resolved?: Resolved;
+  body?: Buffer;
+  prompt?: unknown;
+  audited?: boolean;
+}
+
+type SnRequest = IncomingMessage & { sn?: Pending };
+
+function send(res: Response, e: ApiErrorResponse): void {
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  res.status(e.status);
+  for (const [k, v] of Object.entries(e.headers)) res.setHeader(k, v);
+  res.send(typeof e.body === "string" ? e.body : JSON.stringify(e.body));
+}
+
+function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let n = 0;
+    req.on("data", (c: Buffer) => {
+      n += c.length;
+      if (n > limit) {
+        reject(new ProxyError("BODY_TOO_LARGE", `request body exceeds ${limit} bytes`));
+        req.destroy();
+        return;
+      }
+      chunks.push(c);
+    });
+    req.on("end", () => resolve(Buffer.concat(chunks)));
+    req.on("error", reject);
+  });
+}
+
+function taskHeader(req: IncomingMessage): string[] | null {
+  const raw = req.headersDistinct[TASK_HEADER];
+  if (!raw) return null;
+  if (raw.length !== 1) throw new ProxyError("BODY_UNEXPECTED", `${TASK_HEADER} given more than once`);
+  const tasks = raw[0]!.split(",").map((t) => t.trim()).filter(Boolean);
+  if (!tasks.length) throw new ProxyError("BODY_UNEXPECTED", `${TASK_HEADER} is empty`);
+  for (const t of tasks) if (!/^[a-z][a-z0-9_-]{0,63}$/.test(t)) throw new ProxyError("BODY_UNEXPECTED", `${TASK_HEADER}: '${t.slice(0, 64)}' is not a task name`);
+  return [...new Set(tasks)].sort();
+}
+
+/** The entry /api/tags shows for a model. */
+function tagsEntry(m: ServedModel) {
+  return {
+    name: `${m.name}:latest`, model: `${m.name}:latest`, modified_at: m.modifiedAt.toISOString(), size: m.size,
+    digest: m.sealed ? m.model.info.plaintextSha256 : "", details: { format: "gguf", family: "llama", families: ["llama"], parameter_size: "", quantization_level: "" },
+  };
+}
+
+export function buildApp(deps: AppDeps): Express {
+  const now = deps.now ?? Date.now;
+  const app = express();
+  app.disable("x-powered-by");
+  app.set("etag", false);
+
+  const audit = (req: SnRequest, res: ServerResponse, decision: AuditEvent["decision"], reason: string): void => {
+    const p = req.sn;
+    if (!p || p.audited) return;
+    p.audited = true;
+    const latency = performance.now() - p.start;
+    const route = p.match?.route.id ?? "unmatched";
+    deps.audit.write({
+      time: new Date().toISOString(), id: p.id, subject: p.caller?.subject ?? null, manifest: p.caller?.manifestId ?? null,
+      method: req.method ?? "", route, model: p.model ?? null, variant: p.resolved?.variantName ?? null, tasks: p.resolved?.tasks ? [...p.resolved.tasks] : null,
+      decision, reason, status: res.statusCode, latencyMs: Number(latency.toFixed(2)),
+      ...(deps.logPrompts && p.prompt !== undefined ? { prompt: p.prompt } : {}),
+    });
+    deps.metrics.requests.inc({ route, decision, status: String(res.statusCode) });
+    deps.metrics.latency.observe({ route, decision }, latency / 1000);
+  };
+
+  const deny = (req: SnRequest, res: Response, flavor: ApiFlavor, err: unknown): void => {
+    const e = err instanceof AccessError ? apiError(flavor, err.status, err.message, err.code) : apiErrorFrom(flavor, err);
+    if (!(err instanceof SecNeuronError)) console.error(`[${req.sn?.id}] internal error:`, err);
+    send(res, e);
+    audit(req, res, e.status >= 500 ? "error" : "deny", err instanceof SecNeuronError ? err.code : "INTERNAL");
+  };
+
+  // Health and metrics: answered here, never forwarded.
+  app.get("/healthz", async (_req, res) => {
+    const hostOk = await deps.host.healthy().catch(() => false);
+    res.status(hostOk ? 200 : 503).json({ status: hostOk ? "ok" : "degraded", host: { kind: deps.host.kind, healthy: hostOk }, auditErrors: deps.audit.errors, ...deps.health?.() });
+  });
+  app.get("/metrics", async (_req, res) => {
+    res.setHeader("content-type", deps.metrics.registry.contentType);
+    res.send(await deps.metrics.registry.metrics());
+  });
+
+  const proxy = createProxyMiddleware<Request, Response>({
+    router: (req) => (req as SnRequest).sn!.resolved!.target.baseUrl,
+    changeOrigin: true,
+    selfHandleResponse: true,
+    xfwd: false,
+    pathRewrite: (_path, req) => (req as SnRequest).sn!.match!.upstreamPath,
+    proxyTimeout: 600_000,
+    on: {
+      proxyReq: (proxyReq, req) => {
+        const p = (req as SnRequest).sn!;
+        for (const h of ["authorization", "x-api-key", TASK_HEADER, "cookie", "x-http-method-override", "x-method-override", "x-http-method", "content-length", "transfer-encoding", "accept-encoding"]) proxyReq.removeHeader(h);
+        for (const [k, v] of Object.entries(p.resolved!.target.headers ?? {})) proxyReq.setHeader(k, v);
+        if (p.body) {
+          proxyReq.setHeader("content-type", "application/json");
+          proxyReq.setHeader("content-length", p.body.length);
+          proxyReq.write(p.body);
+        }
+      },
+      proxyRes: (proxyRes, req, res) => {
+        const p = (req as SnRequest).sn!;
+        const status = proxyRes.statusCode ?? 502;
+        const ct = proxyRes.headers["content-type"];
+        const kind = responseKindFor(p.match!.route, status, typeof ct === "string" ? ct : undefined);
+        const renamer = createModelRenamer([[p.resolved!.target.modelName, p.model!]]);
+        res.statusCode = status;
+        for (const [k, v] of Object.entries(proxyRes.headers)) {
+          if (v === undefined || ["content-length", "transfer-encoding", "connection", "keep-alive", "content-encoding"].includes(k)) continue;
+          res.setHeader(k, v);
+        }
+        const rewriter = createResponseRewriter(kind, renamer);
+        const done = () => {
+          p.resolved?.release();
+          audit(req as SnRequest, res, status < 400 ? "allow" : "deny", status < 400 ? "forwarded" : `upstream ${status}`);
+        };
+        res.on("close", done);
+        rewriter.on("error", () => res.destroy());
+        proxyRes.on("error", () => res.destroy());
+        proxyRes.pipe(rewriter).pipe(res);
+      },
+      error: (err, req, res) => {
+        const p = (req as SnRequest).sn;
+        p?.resolved?.release();
+        const r = res as ServerResponse;
+        if ("status" in r) deny(req as SnRequest, r as Response, p?.match?.flavor ?? "ollama", new ProxyError("UPSTREAM_UNAVAILABLE", `the model host did not answer (${(err as Error).message})`));
+        else r.destroy?.();
+      },
+    },
+  });
+
+  app.use(async (req: Request, res: Response, next) => {
+    const sreq = req as SnRequest;
+    const p: Pending = { id: randomUUID(), start: performance.now() };
+    sreq.sn = p;
+    res.setHeader("x-request-id", p.id);
+    const m = matchRoute(req.method, req.originalUrl, req.headers);
+    if (isDenial(m)) return deny(sreq, res, m.flavor, m.error);
+    p.match = m;
+    const flavor = m.flavor;
+    try {
+      const route = m.route;
+      if (route.local) {
+        res.json({ status: "ok" });
+        return audit(sreq, res, "allow", "health");
+      }
+      if (route.access === "public") {
+        if (route.id === "ollama.root") res.type("text/plain").send(req.method === "HEAD" ? "" : "Ollama is running");
+        else res.json({ version: deps.version });
+        return audit(sreq, res, "allow", "public");
+      }
+      // Authenticate.
+      const creds = parseCredentials(req.headersDistinct, flavor);
+      if (isDenial(creds as { kind: string })) return deny(sreq, res, flavor, (creds as unknown as { error: unknown }).error);
+      const c = creds as { kind: string; token?: string };
+      if (c.kind !== "token" || !c.token) throw new ProxyError("AUTH_INVALID", "this sidecar accepts API tokens (Authorization: Bearer <token> or X-Api-Key)");
+      const auth = await deps.authenticate(c.token, now());
+      if (!auth.ok) throw new ProxyError("AUTH_INVALID", auth.reason === "expired" ? "this key has expired" : auth.reason === "not_yet_valid" ? "this key is not valid yet" : "invalid API token");
+      const manifest = auth.manifest;
+      const caller = { manifest, manifestId: manifest.id, subject: manifest.subject, attributes: manifest.attributes, models: manifest.models, userKey: auth.userKey as UserKey };
+      p.caller = caller;
+      const role = manifest.attributes.includes("role:admin") ? "admin" : "user";
+      const denied = checkRouteAccess(m, role);
+      if (denied) return deny(sreq, res, flavor, denied.error);
+      if (route.access === "admin") {
+        throw new AccessError("ROUTE_NOT_SUPPORTED", 501, `${route.id} is not supported by the ${deps.host.kind} host behind this sidecar`);
+      }
+      const registry = deps.registry();
+      const visible = registry.list().filter((sm) => inScope(caller, sm));
+      // Listings: built from what the caller may use; /api/ps comes from the host, filtered.
+      if (route.listing === "ollama-tags") {
+        res.json({ models: visible.map(tagsEntry) });
+        return audit(sreq, res, "allow", "listing");
+      }
+      if (route.listing === "openai-models") {
+        const created = Math.floor(now() / 1000);
+        res.json({ object: "list", data: visible.map((sm) => ({ id: sm.name, object: "model", created, owned_by: "secneuron" })) });
+        return audit(sreq, res, "allow", "listing");
+      }
+      if (route.listing === "ollama-ps") {
+        // What runs for this caller: their variant of each visible model, if the host has it.
+        const active = deps.resolver.activeNames();
+        const models = [];
+        for (const sm of visible) {
+          const nodes = sm.sealed ? grantedNodes(sm.model, caller.attributes, null).map((k) => sm.model.info.nodes[k]!.id) : [];
+          if (active.has(variantName(sm, nodes))) models.push({ ...tagsEntry(sm), expires_at: new Date(now() + 3600_000).toISOString(), size_vram: 0 });
+        }
+        res.json({ models });
+        return audit(sreq, res, "allow", "listing");
+      }
+      // A request on one model.
+      const body = route.body === "json" && req.method !== "GET" && req.method !== "HEAD" ? await readBody(req, MAX_BODY_BYTES) : undefined;
+      const ex = extractModels(m, body);
+      if (isDenial(ex)) return deny(sreq, res, flavor, ex.error);
+      if (!ex.model) throw new ProxyError("MODEL_MISSING", "no model named");
+      p.model = ex.model;
+      const served = registry.get(ex.model);
+      if (!served || !inScope(caller, served)) throw new AccessError("MODEL_NOT_FOUND", 404, `model '${ex.model}' not found`);
+      if (route.id === "openai.model") {
+        res.json({ id: ex.model, object: "model", created: Math.floor(served.modifiedAt.getTime() / 1000), owned_by: "secneuron" });
+        return audit(sreq, res, "allow", "model");
+      }
+      const policy = applyLoadingPolicy(ex, { admin: role === "admin" });
+      if (isDenial(policy)) return deny(sreq, res, flavor, policy.error);
+      const tasks = taskHeader(req);
+      p.resolved = await deps.resolver.resolve(caller, served, tasks);
+      if (ex.body) {
+        p.body = rewriteExtracted(ex, policy.body!, p.resolved.target.modelName);
+        if (deps.logPrompts) p.prompt = ex.body.prompt ?? ex.body.messages ?? ex.body.input;
+      }
+      return void proxy(req, res, next);
+    } catch (e) {
+      p.resolved?.release();
+      return deny(sreq, res, flavor, e);
+    }
+  });
+  return app;
+}
+
