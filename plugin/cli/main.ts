@@ -8,8 +8,9 @@ import { verifyManifestCommand } from "./verify-manifest.js";
 import { sealCommand } from "./seal.js";
 import { unsealCommand } from "./unseal.js";
 import { scanCommand } from "./scan.js";
+import { serveCommand } from "./serve.js";
 
-export const COMMANDS: readonly Command[] = [inspectCommand, authorityCommand, issueCommand, verifyManifestCommand, sealCommand, unsealCommand, scanCommand];
+export const COMMANDS: readonly Command[] = [inspectCommand, authorityCommand, issueCommand, verifyManifestCommand, sealCommand, unsealCommand, scanCommand, serveCommand];
 
 const VERSION = "0.1.0";
 
