@@ -68,20 +68,28 @@ function send(res: Response, e: ApiErrorResponse): void {
   res.send(typeof e.body === "string" ? e.body : JSON.stringify(e.body));
 }
 
+/**
+ * Read a request body up to `limit` bytes. Past the limit the rest is drained and discarded
+ * (not buffered), so the client can finish sending and read the 413 instead of a reset.
+ */
 function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
   return new Promise((resolve, reject) => {
+    const declared = Number(req.headers["content-length"] ?? 0);
     const chunks: Buffer[] = [];
     let n = 0;
+    let over = declared > limit;
+    const fail = () => reject(new ProxyError("BODY_TOO_LARGE", `request body exceeds ${limit} bytes`));
     req.on("data", (c: Buffer) => {
+      if (over) return;
       n += c.length;
       if (n > limit) {
-        reject(new ProxyError("BODY_TOO_LARGE", `request body exceeds ${limit} bytes`));
-        req.destroy();
+        over = true;
+        chunks.length = 0;
         return;
       }
       chunks.push(c);
     });
-    req.on("end", () => resolve(Buffer.concat(chunks)));
+    req.on("end", () => (over ? fail() : resolve(Buffer.concat(chunks))));
     req.on("error", reject);
   });
 }
