@@ -128,4 +128,4 @@ static void ghash_portable(const sn_ghash_key *hk, uint8_t y[16], const uint8_t 
   }
 }
 
-const sn_isa_ops sn_ops_portable = {"portable", ctr_xor_portable, ghash_portable, NULL};
+const sn_isa_ops sn_ops_portable = {"portable", ctr_xor_portable, ghash_portable, NULL, NULL};

@@ -17,7 +17,8 @@ static _Thread_local char g_err[160];
 
 static int isa_available(void) {
 #if defined(__x86_64__) || defined(__i386__)
-  if (sn_cpu_has_vaes()) return 2;
+  if (sn_cpu_has_vaes()) return 3;
+  if (sn_cpu_has_vaes256()) return 2;
   if (sn_cpu_has_aesni()) return 1;
 #endif
   return 0;
@@ -27,7 +28,8 @@ static const sn_isa_ops *select_ops(void) {
   int level = isa_available();
   if (g_isa_limit >= 0 && g_isa_limit < level) level = g_isa_limit;
 #if defined(__x86_64__) || defined(__i386__)
-  if (level == 2) return &sn_ops_vaes;
+  if (level == 3) return &sn_ops_vaes;
+  if (level == 2) return &sn_ops_vaes256;
   if (level == 1) return &sn_ops_aesni;
 #endif
   return &sn_ops_portable;
@@ -66,14 +68,19 @@ static void put_le32(uint8_t *p, uint32_t v) {
   p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); p[2] = (uint8_t)(v >> 16); p[3] = (uint8_t)(v >> 24);
 }
 
-/* GCM with the row's AAD: y = GHASH state after the AAD block. */
-static void tag_begin(const sn_ctx *c, const sn_span *s, uint8_t y[16]) {
-  uint8_t blk[16];
-  memset(y, 0, 16);
+/* The row's one AAD block (docs/row-cipher.md). */
+static void aad_block(const sn_span *s, uint8_t blk[16]) {
   blk[0] = 'S'; blk[1] = 'N'; blk[2] = 'R'; blk[3] = '1';
   put_le32(blk + 4, s->tensor_id);
   put_le32(blk + 8, s->row_id);
   put_le32(blk + 12, s->length);
+}
+
+/* GCM with the row's AAD: y = GHASH state after the AAD block. */
+static void tag_begin(const sn_ctx *c, const sn_span *s, uint8_t y[16]) {
+  uint8_t blk[16];
+  memset(y, 0, 16);
+  aad_block(s, blk);
   c->ops->ghash(&c->hk, y, blk, 1);
 }
 
@@ -109,40 +116,60 @@ static void encrypt_row(const sn_ctx *c, uint8_t *base, const sn_span *s, uint8_
   uint8_t iv[12], y[16];
   row_iv(s, iv);
   uint8_t *p = base + s->offset;
-  size_t len = s->length, done = 0;
+  size_t len = s->length;
+  if (c->ops->row) {
+    uint8_t aad[16];
+    aad_block(s, aad);
+    c->ops->row(&c->ks, &c->hk, iv, aad, p, len, tag, 0);
+    return;
+  }
   tag_begin(c, s, y);
-  if (c->ops->bulk) done = c->ops->bulk(&c->ks, &c->hk, iv, 2, p, len, y, 0);
-  c->ops->ctr_xor(&c->ks, iv, (uint32_t)(2 + done / 16), p + done, p + done, len - done);
-  tag_end(c, s, iv, y, p + done, len - done, tag);
+  c->ops->ctr_xor(&c->ks, iv, 2, p, p, len);
+  tag_end(c, s, iv, y, p, len, tag);
 }
 
-/* Verify-then-decrypt. The fused bulk pass decrypts while hashing; a row whose tag fails is
+/* Verify-then-decrypt. A fused row pass decrypts while hashing; a row whose tag fails is
  * restored to its ciphertext (CTR is its own inverse) so rejected rows stay unchanged. */
 static int decrypt_row(const sn_ctx *c, uint8_t *base, const sn_span *s, const uint8_t *tag) {
   uint8_t iv[12], y[16], want[16];
   row_iv(s, iv);
   uint8_t *p = base + s->offset;
-  size_t len = s->length, done = 0;
-  tag_begin(c, s, y);
-  if (c->ops->bulk) done = c->ops->bulk(&c->ks, &c->hk, iv, 2, p, len, y, 1);
-  tag_end(c, s, iv, y, p + done, len - done, want);
+  size_t len = s->length;
+  if (c->ops->row) {
+    uint8_t aad[16];
+    aad_block(s, aad);
+    c->ops->row(&c->ks, &c->hk, iv, aad, p, len, want, 1);
+  } else {
+    tag_begin(c, s, y);
+    tag_end(c, s, iv, y, p, len, want);
+  }
   uint8_t diff = 0;
   for (int i = 0; i < 16; i++) diff |= (uint8_t)(want[i] ^ tag[i]);
-  if (diff != 0) {
-    if (done) c->ops->ctr_xor(&c->ks, iv, 2, p, p, done);
-    return 0;
+  if (c->ops->row) {
+    if (diff != 0) c->ops->ctr_xor(&c->ks, iv, 2, p, p, len);
+    return diff == 0;
   }
-  c->ops->ctr_xor(&c->ks, iv, (uint32_t)(2 + done / 16), p + done, p + done, len - done);
+  if (diff != 0) return 0;
+  c->ops->ctr_xor(&c->ks, iv, 2, p, p, len);
   return 1;
 }
 
 /* ------------------------------------------------------------------------------ batching */
 
+/* Rows are handed out in chunks of about SN_CHUNK_BYTES from a shared counter, so a thread
+ * that runs slower (a busy core) takes fewer chunks instead of holding up the batch. */
+#define SN_CHUNK_BYTES (256u << 10)
+
+typedef struct sn_queue {
+  uint64_t next; /* first unclaimed row, advanced atomically */
+  uint64_t n, chunk;
+} sn_queue;
+
 typedef struct sn_job {
   const sn_ctx *ctx;
   uint8_t *base;
   const sn_span *spans;
-  uint64_t first, last;
+  sn_queue *q;
   uint8_t *tags;        /* encrypt */
   const uint8_t *tags_in; /* decrypt */
   uint8_t *row_ok;
@@ -152,13 +179,18 @@ typedef struct sn_job {
 
 static void *run_job(void *arg) {
   sn_job *j = (sn_job *)arg;
-  for (uint64_t i = j->first; i < j->last; i++) {
-    if (j->decrypt) {
-      int ok = decrypt_row(j->ctx, j->base, &j->spans[i], j->tags_in + 16 * i);
-      j->row_ok[i] = (uint8_t)ok;
-      if (!ok) j->failed++;
-    } else {
-      encrypt_row(j->ctx, j->base, &j->spans[i], j->tags + 16 * i);
+  for (;;) {
+    uint64_t first = __atomic_fetch_add(&j->q->next, j->q->chunk, __ATOMIC_RELAXED);
+    if (first >= j->q->n) break;
+    uint64_t last = j->q->n - first < j->q->chunk ? j->q->n : first + j->q->chunk;
+    for (uint64_t i = first; i < last; i++) {
+      if (j->decrypt) {
+        int ok = decrypt_row(j->ctx, j->base, &j->spans[i], j->tags_in + 16 * i);
+        j->row_ok[i] = (uint8_t)ok;
+        if (!ok) j->failed++;
+      } else {
+        encrypt_row(j->ctx, j->base, &j->spans[i], j->tags + 16 * i);
+      }
     }
   }
   return NULL;
@@ -196,8 +228,9 @@ static sn_status run_batch(const uint8_t *key, uint8_t *base, uint64_t base_len,
   sn_ctx *ctx = (sn_ctx *)aligned_alloc(64, (sizeof(sn_ctx) + 63) & ~(size_t)63);
   if (!ctx) return SN_ERR_NOMEM;
   sn_aes256_expand(&ctx->ks, key);
-  sn_ghash_key_init(&ctx->hk, &ctx->ks);
   ctx->ops = select_ops();
+  if (ctx->ops->prep) ctx->ops->prep(&ctx->hk, &ctx->ks);
+  else sn_ghash_key_init(&ctx->hk, &ctx->ks);
 
   if (threads == 0) threads = online_cpus();
   if (threads > SN_MAX_THREADS) threads = SN_MAX_THREADS;
@@ -206,31 +239,26 @@ static sn_status run_batch(const uint8_t *key, uint8_t *base, uint64_t base_len,
 
   sn_job jobs[SN_MAX_THREADS];
   pthread_t tids[SN_MAX_THREADS];
-  /* Contiguous slices of about total/threads bytes each. */
-  uint64_t i = 0, acc = 0;
+  sn_queue q = {0, n, n};
+  if (threads > 1) {
+    uint64_t avg = total / n + 1;
+    q.chunk = SN_CHUNK_BYTES / avg;
+    if (q.chunk == 0) q.chunk = 1;
+  }
   for (uint32_t t = 0; t < threads; t++) {
     sn_job *j = &jobs[t];
-    j->ctx = ctx; j->base = base; j->spans = spans; j->tags = tags; j->tags_in = tags_in;
+    j->ctx = ctx; j->base = base; j->spans = spans; j->q = &q; j->tags = tags; j->tags_in = tags_in;
     j->row_ok = row_ok; j->failed = 0; j->decrypt = decrypt;
-    j->first = i;
-    uint64_t goal = (total / threads) * (t + 1);
-    if (t == threads - 1) i = n;
-    else while (i < n && acc < goal) acc += spans[i++].length;
-    j->last = i;
   }
   uint32_t started = 0;
   for (uint32_t t = 1; t < threads; t++) {
     if (pthread_create(&tids[t], NULL, run_job, &jobs[t]) != 0) break;
     started = t;
   }
-  run_job(&jobs[0]);
-  /* Any slice whose thread did not start runs here. */
-  for (uint32_t t = started + 1; t < threads; t++) run_job(&jobs[t]);
-  uint64_t failed = jobs[0].failed;
-  for (uint32_t t = 1; t <= started; t++) {
-    pthread_join(tids[t], NULL);
-  }
-  for (uint32_t t = 1; t < threads; t++) failed += jobs[t].failed;
+  run_job(&jobs[0]); /* returns when every chunk is claimed, also if some thread did not start */
+  for (uint32_t t = 1; t <= started; t++) pthread_join(tids[t], NULL);
+  uint64_t failed = 0;
+  for (uint32_t t = 0; t <= started; t++) failed += jobs[t].failed;
   memset(ctx, 0, sizeof *ctx);
   free(ctx);
   if (failed) {

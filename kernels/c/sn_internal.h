@@ -20,6 +20,12 @@ typedef struct sn_ghash_key {
   uint8_t h[16];                        /* H = E(K, 0^128), standard (SP 800-38D) bit order */
   uint8_t hrev[SN_GHASH_POWERS][16];    /* byte-reversed H^(i+1), for CLMUL code */
   uint8_t hdesc[SN_GHASH_POWERS][16];   /* byte-reversed H^(16-i): [H^16 .. H^1] for 512-bit lanes */
+  /* Filled by sn_isa_ops.prep (x86 levels, which leave hrev/hdesc zero): hx[i] = byte-reversed H^(32-i) times x for i < 32
+   * (the CLMUL "x-form", whose products need no shift before the two-CLMUL reduction), then 32
+   * zero entries so a partial group of n blocks reads hx[32-n .. 63]. hxk[i]: hi ^ lo qword of
+   * hx[i] in both qwords (Karatsuba middle operand). */
+  uint8_t hx[4 * SN_GHASH_POWERS][16] __attribute__((aligned(64)));
+  uint8_t hxk[4 * SN_GHASH_POWERS][16] __attribute__((aligned(64)));
 } sn_ghash_key;
 
 /* Portable reference primitives (aes_gcm_portable.c). */
@@ -35,18 +41,23 @@ typedef struct sn_isa_ops {
   void (*ctr_xor)(const sn_aes256 *ks, const uint8_t prefix[12], uint32_t ctr, const uint8_t *in,
                   uint8_t *out, size_t len);
   void (*ghash)(const sn_ghash_key *hk, uint8_t y[16], const uint8_t *data, size_t nblocks);
-  /* Optional fused bulk pass (CTR from ctr, GHASH into y) over a prefix of data in place;
-   * returns the bytes it handled (a multiple of 16). NULL when the level has none. */
-  size_t (*bulk)(const sn_aes256 *ks, const sn_ghash_key *hk, const uint8_t prefix[12], uint32_t ctr,
-                 uint8_t *data, size_t len, uint8_t y[16], int decrypt);
+  /* Optional: builds the level's GHASH key (h, hx, hxk) instead of sn_ghash_key_init. */
+  void (*prep)(sn_ghash_key *hk, const sn_aes256 *ks);
+  /* Optional whole-row GCM in one fused pass, in place: CTR from counter 2 over data[0, len),
+   * tag = GHASH_H(aad block, ciphertext, length block) ^ E(K, iv || 1). decrypt != 0: data is
+   * ciphertext (hashed before XOR); else plaintext. NULL: ctr_xor + ghash are used instead. */
+  void (*row)(const sn_aes256 *ks, const sn_ghash_key *hk, const uint8_t iv[12],
+              const uint8_t aad[16], uint8_t *data, size_t len, uint8_t tag[16], int decrypt);
 } sn_isa_ops;
 
 extern const sn_isa_ops sn_ops_portable;
 #if defined(__x86_64__) || defined(__i386__)
 extern const sn_isa_ops sn_ops_aesni;
+extern const sn_isa_ops sn_ops_vaes256;
 extern const sn_isa_ops sn_ops_vaes;
 int sn_cpu_has_aesni(void);
-int sn_cpu_has_vaes(void);
+int sn_cpu_has_vaes256(void); /* VAES + VPCLMULQDQ + AVX2, OS-enabled YMM state */
+int sn_cpu_has_vaes(void);    /* the same + AVX-512F/BW/DQ/VL, OS-enabled ZMM/opmask state */
 #endif
 
 #ifdef __cplusplus
