@@ -1,0 +1,2 @@
+export * from "./ollama-host.js";
+export * from "./store.js";
