@@ -6,7 +6,8 @@ import { Sidecar, type SidecarOptions } from "../proxy/server.js";
 import type { Command } from "./args.js";
 
 const HELP = `Usage: secneuron serve [--listen 127.0.0.1:11435] [--models ./models] [--manifests ./manifests]
-                       [--authority ./authority] [--host embedded] [--config secneuron.yaml]
+                       [--authority ./authority] [--host embedded|ollama] [--upstream URL]
+                       [--ollama-models DIR] [--config secneuron.yaml]
                        [--variant-dir /dev/shm/...] [--variant-budget 8G] [--allow-disk]
                        [--audit-log audit.jsonl] [--log-prompts] [--threads 1] [--ctx 2048] [--poll]
 
@@ -22,7 +23,10 @@ Options (and the same keys in the YAML config file):
   --models <dir>            models folder: *.sn.gguf (sealed) and *.gguf (plain) (default ./models)
   --manifests <dir>         watched key manifests folder (default ./manifests)
   --authority <dir>         authority folder; only its public part is read (default ./authority)
-  --host <kind>             model host: embedded (llama.cpp in a supervised child; default)
+  --host <kind>             model host: embedded (llama.cpp in a supervised child; default) or
+                            ollama (variants registered in an Ollama store, served by Ollama)
+  --upstream <url>          ollama host: the Ollama server (default http://127.0.0.1:11434)
+  --ollama-models <dir>     ollama host: the store the server reads (its OLLAMA_MODELS)
   --variant-dir <dir>       where variants are written (default /dev/shm/secneuron-<pid>)
   --variant-budget <size>   memory for cached variants, e.g. 8G (default 8G)
   --allow-disk              allow variants on a persistent filesystem
@@ -33,7 +37,7 @@ Options (and the same keys in the YAML config file):
   --poll                    poll the manifests folder (bind mounts, network filesystems)
   --config <file>           YAML file with any of the keys above (without --)`;
 
-const KEYS = ["listen", "models", "manifests", "authority", "host", "variant-dir", "variant-budget", "allow-disk", "audit-log", "log-prompts", "threads", "ctx", "poll"] as const;
+const KEYS = ["listen", "models", "manifests", "authority", "host", "upstream", "ollama-models", "variant-dir", "variant-budget", "allow-disk", "audit-log", "log-prompts", "threads", "ctx", "poll"] as const;
 type Key = (typeof KEYS)[number];
 
 function parseSize(v: string, key: string): number {
@@ -86,14 +90,16 @@ export function serveOptions(values: Record<string, unknown>): SidecarOptions {
     return v;
   };
   const host = str("host", "embedded");
-  if (host !== "embedded") throw new UsageError("CLI_USAGE", `serve: host '${host}' is not available in this build (available: embedded)`);
+  if (host !== "embedded" && host !== "ollama") throw new UsageError("CLI_USAGE", `serve: --host must be embedded or ollama, got '${host}'`);
   const budget = get("variant-budget");
   return {
     listen: str("listen", "127.0.0.1:11435"),
     modelsDir: str("models", "./models")!,
     manifestsDir: str("manifests", "./manifests")!,
     authorityDir: str("authority", "./authority")!,
-    host: "embedded",
+    host,
+    upstream: str("upstream"),
+    ollamaModels: str("ollama-models"),
     variantDir: str("variant-dir"),
     variantBudgetBytes: budget === undefined ? undefined : parseSize(String(budget), "variant-budget"),
     allowDisk: bool("allow-disk"),
@@ -111,6 +117,7 @@ export const serveCommand: Command = {
   help: HELP,
   options: {
     listen: { type: "string" }, models: { type: "string" }, manifests: { type: "string" }, authority: { type: "string" }, host: { type: "string" },
+    upstream: { type: "string" }, "ollama-models": { type: "string" },
     config: { type: "string" }, "variant-dir": { type: "string" }, "variant-budget": { type: "string" }, "allow-disk": { type: "boolean" },
     "audit-log": { type: "string" }, "log-prompts": { type: "boolean" }, threads: { type: "string" }, ctx: { type: "string" }, poll: { type: "boolean" },
   },

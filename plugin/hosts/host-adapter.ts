@@ -30,6 +30,8 @@ export interface HostAdapter {
   removeModel(name: string): Promise<void>;
   /** True when the host answers. */
   healthy(): Promise<boolean>;
+  /** Where admin-only routes go, for hosts with a model store of their own (Ollama); else absent. */
+  adminTarget?(): HostTarget | undefined;
   /** Stop processes and release everything. */
   stop(): Promise<void>;
 }

@@ -174,7 +174,7 @@ export function buildApp(deps: AppDeps): Express {
         const status = proxyRes.statusCode ?? 502;
         const ct = proxyRes.headers["content-type"];
         const kind = responseKindFor(p.match!.route, status, typeof ct === "string" ? ct : undefined);
-        const renamer = createModelRenamer([[p.resolved!.target.modelName, p.model!]]);
+        const renamer = createModelRenamer(p.resolved!.target.modelName ? [[p.resolved!.target.modelName, p.model!]] : []);
         res.statusCode = status;
         for (const [k, v] of Object.entries(proxyRes.headers)) {
           if (v === undefined || ["content-length", "transfer-encoding", "connection", "keep-alive", "content-encoding"].includes(k)) continue;
@@ -234,7 +234,20 @@ export function buildApp(deps: AppDeps): Express {
       const denied = checkRouteAccess(m, role);
       if (denied) return deny(sreq, res, flavor, denied.error);
       if (route.access === "admin") {
-        throw new AccessError("ROUTE_NOT_SUPPORTED", 501, `${route.id} is not supported by the ${deps.host.kind} host behind this sidecar`);
+        // Admin operations (pull, create, copy, delete, blobs) act on the host's own store: only a
+        // host with one (Ollama) can take them, forwarded as they are to the admin.
+        const admin = deps.host.adminTarget?.();
+        if (!admin) throw new AccessError("ROUTE_NOT_SUPPORTED", 501, `${route.id} is not supported by the ${deps.host.kind} host behind this sidecar`);
+        if (route.body === "json") {
+          const body = await readBody(req, MAX_BODY_BYTES);
+          const ex = extractModels(m, body);
+          if (isDenial(ex)) return deny(sreq, res, flavor, ex.error);
+          p.model = ex.model;
+          p.body = body;
+        }
+        p.resolved = { target: admin, variantName: "", nodes: [], tasks: null, release() {} };
+        p.model ??= "";
+        return void proxy(req, res, next);
       }
       const registry = deps.registry();
       const visible = registry.list().filter((sm) => inScope(caller, sm));

@@ -16,6 +16,7 @@ import { isMemoryFilesystem } from "../edges/unseal.js";
 import { VariantCache } from "../edges/variant-cache.js";
 import { VariantResolver, type Caller } from "../edges/variant-resolver.js";
 import { EmbeddedHost } from "../hosts/embedded/embedded-host.js";
+import { OllamaHost } from "../hosts/ollama/ollama-host.js";
 import type { HostAdapter } from "../hosts/host-adapter.js";
 import { buildApp } from "./app.js";
 import { createMetrics, type SidecarMetrics } from "./metrics.js";
@@ -29,7 +30,11 @@ export interface SidecarOptions {
   readonly manifestsDir: string;
   /** Authority directory (only its public part is read): the trust anchor for manifests and sealed models. */
   readonly authorityDir: string;
-  readonly host?: "embedded";
+  readonly host?: "embedded" | "ollama";
+  /** Ollama host: the server's URL (default http://127.0.0.1:11434). */
+  readonly upstream?: string;
+  /** Ollama host: the store folder the server reads (its OLLAMA_MODELS). */
+  readonly ollamaModels?: string;
   /** Where variants go (default /dev/shm/secneuron-<pid>). */
   readonly variantDir?: string;
   readonly variantBudgetBytes?: number;
@@ -80,7 +85,9 @@ export class Sidecar {
     if (!opts.allowDisk && !isMemoryFilesystem(variantDir)) {
       throw new SecNeuronError("SERVE_PERSISTENT_VARIANTS", `${variantDir} is not a memory filesystem: decrypted weights would reach persistent storage (use --allow-disk to opt in)`);
     }
-    const host = new EmbeddedHost({ threads: opts.threads ?? 1, contextSize: opts.contextSize ?? 2048 });
+    const host: HostAdapter = (opts.host ?? "embedded") === "ollama"
+      ? new OllamaHost({ upstream: opts.upstream, storeDir: opts.ollamaModels, warn: (m) => log({ level: "warn", msg: m }) })
+      : new EmbeddedHost({ threads: opts.threads ?? 1, contextSize: opts.contextSize ?? 2048 });
     await host.start();
     const resolver = new VariantResolver(host);
     const cache = new VariantCache({ dir: variantDir, budgetBytes: opts.variantBudgetBytes ?? 8 * 2 ** 30, allowDisk: opts.allowDisk, onEvict: (v) => resolver.evicted(v) });

@@ -216,6 +216,11 @@ export class OllamaHost implements HostAdapter {
     return this.regs.get(name);
   }
 
+  /** Admin-only routes (pull, create, copy, delete, blobs) go to the Ollama server as they are. */
+  adminTarget(): HostTarget {
+    return { baseUrl: this.upstream, modelName: "", ...(this.headers ? { headers: this.headers } : {}) };
+  }
+
   async healthy(): Promise<boolean> {
     return (await this.version()) !== undefined;
   }
