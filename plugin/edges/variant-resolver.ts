@@ -78,6 +78,7 @@ export class VariantResolver {
   private readonly keys = new Map<string, Map<number, Uint8Array>>();
   private readonly active = new Set<string>();
   private readonly nameOfPath = new Map<string, string>();
+  private readonly grants = new Map<string, number[]>();
 
   private cache!: VariantCache;
 
@@ -98,7 +99,13 @@ export class VariantResolver {
       return { target, variantName: served.name, nodes: [], tasks: null, release() {} };
     }
     const model = served.model;
-    const nodes = grantedNodes(model, caller.attributes, tasks);
+    // Policy evaluation is pure: memoize it per (manifest, model, tasks) for the hot path.
+    const grantKey = `${caller.manifestId}|${model.info.plaintextSha256}|${tasks?.join(",") ?? "*"}|${caller.attributes.join(",")}`;
+    let nodes = this.grants.get(grantKey);
+    if (!nodes) {
+      nodes = grantedNodes(model, caller.attributes, tasks);
+      this.grants.set(grantKey, nodes);
+    }
     const cacheKey = `${caller.manifestId}|${model.info.plaintextSha256}|${nodes.join(",")}`;
     let keys = this.keys.get(cacheKey);
     if (!keys) {
@@ -136,6 +143,7 @@ export class VariantResolver {
 
   /** Forget the node keys unlocked for a manifest (it was removed or replaced). */
   forgetManifest(manifestId: string): void {
+    for (const k of this.grants.keys()) if (k.startsWith(`${manifestId}|`)) this.grants.delete(k);
     for (const [k, v] of this.keys) {
       if (k.startsWith(`${manifestId}|`)) {
         for (const key of v.values()) key.fill(0);

@@ -8,7 +8,7 @@
  * Listings are built from what the caller may use. Each decision is audited and counted.
  */
 import { randomUUID } from "node:crypto";
-import type { IncomingMessage, ServerResponse } from "node:http";
+import { Agent, type IncomingMessage, type ServerResponse } from "node:http";
 import express, { type Express, type Request, type Response } from "express";
 import { createProxyMiddleware } from "http-proxy-middleware";
 import { SecNeuronError } from "../errors.js";
@@ -151,7 +151,10 @@ export function buildApp(deps: AppDeps): Express {
     res.send(await deps.metrics.registry.metrics());
   });
 
+  // Keep connections to the host open: a new TCP connection per request costs more than the proxy.
+  const upstreamAgent = new Agent({ keepAlive: true, maxSockets: 256 });
   const proxy = createProxyMiddleware<Request, Response>({
+    agent: upstreamAgent,
     router: (req) => (req as SnRequest).sn!.resolved!.target.baseUrl,
     changeOrigin: true,
     selfHandleResponse: true,
@@ -250,22 +253,22 @@ export function buildApp(deps: AppDeps): Express {
         return void proxy(req, res, next);
       }
       const registry = deps.registry();
-      const visible = registry.list().filter((sm) => inScope(caller, sm));
+      const visibleModels = () => registry.list().filter((sm) => inScope(caller, sm));
       // Listings: built from what the caller may use; /api/ps comes from the host, filtered.
       if (route.listing === "ollama-tags") {
-        res.json({ models: visible.map(tagsEntry) });
+        res.json({ models: visibleModels().map(tagsEntry) });
         return audit(sreq, res, "allow", "listing");
       }
       if (route.listing === "openai-models") {
         const created = Math.floor(now() / 1000);
-        res.json({ object: "list", data: visible.map((sm) => ({ id: sm.name, object: "model", created, owned_by: "secneuron" })) });
+        res.json({ object: "list", data: visibleModels().map((sm) => ({ id: sm.name, object: "model", created, owned_by: "secneuron" })) });
         return audit(sreq, res, "allow", "listing");
       }
       if (route.listing === "ollama-ps") {
         // What runs for this caller: their variant of each visible model, if the host has it.
         const active = deps.resolver.activeNames();
         const models = [];
-        for (const sm of visible) {
+        for (const sm of visibleModels()) {
           const nodes = sm.sealed ? grantedNodes(sm.model, caller.attributes, null).map((k) => sm.model.info.nodes[k]!.id) : [];
           if (active.has(variantName(sm, nodes))) models.push({ ...tagsEntry(sm), expires_at: new Date(now() + 3600_000).toISOString(), size_vram: 0 });
         }
