@@ -6,7 +6,7 @@ import { parseProfileText } from "../core/profile/profile.js";
 import type { Scoring } from "../core/profile/select.js";
 import { loadAuthority } from "../edges/authority.js";
 import { sealModel } from "../edges/seal.js";
-import type { Command } from "./args.js";
+import { requiredOption, type Command } from "./args.js";
 import { listOption } from "./issue.js";
 import { formatBytes, progressBar, type ProgressBar } from "./progress.js";
 
@@ -54,11 +54,7 @@ export const sealCommand: Command = {
     policy: { type: "string", multiple: true }, "no-admin": { type: "boolean" }, force: { type: "boolean" },
   },
   async run(values, positionals, io) {
-    const need = (k: string): string => {
-      const v = values[k];
-      if (typeof v !== "string" || !v) throw new UsageError("CLI_USAGE", `seal: --${k} is required\nRun 'secneuron seal --help' for usage.`);
-      return v;
-    };
+    const need = (k: string): string => requiredOption(values, k, "seal");
     if (positionals.length) throw new UsageError("CLI_USAGE", `seal: unexpected argument '${positionals[0]}'`);
     const model = need("model");
     const out = need("out");

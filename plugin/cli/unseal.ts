@@ -1,10 +1,9 @@
 /** `secneuron unseal`: build a variant of a sealed model with the rows a manifest unlocks. */
-import { readFileSync } from "node:fs";
 import { basename } from "node:path";
 import { UsageError } from "../errors.js";
 import { readManifestFile } from "../edges/manifests/manifest-file.js";
 import { openSealedModel, unlockNodeKeys, UnsealError, Variant } from "../edges/unseal.js";
-import type { Command } from "./args.js";
+import { requiredOption, tokenOption, type Command } from "./args.js";
 import { listOption } from "./issue.js";
 
 const HELP = `Usage: secneuron unseal --model <m.sn.gguf> --manifest <m.manifest.json> (--token <T> | --token-file <p>)
@@ -36,25 +35,12 @@ export const unsealCommand: Command = {
     out: { type: "string" }, tasks: { type: "string", multiple: true }, "allow-disk": { type: "boolean" },
   },
   async run(values, positionals, io) {
-    const need = (k: string): string => {
-      const v = values[k];
-      if (typeof v !== "string" || !v) throw new UsageError("CLI_USAGE", `unseal: --${k} is required\nRun 'secneuron unseal --help' for usage.`);
-      return v;
-    };
+    const need = (k: string): string => requiredOption(values, k, "unseal");
     if (positionals.length) throw new UsageError("CLI_USAGE", `unseal: unexpected argument '${positionals[0]}'`);
     const t0 = performance.now();
     const modelPath = need("model");
     const out = need("out");
-    if (values.token !== undefined && values["token-file"] !== undefined) throw new UsageError("CLI_USAGE", "unseal: give --token or --token-file, not both");
-    let token = values.token as string | undefined;
-    if (values["token-file"] !== undefined) {
-      const p = String(values["token-file"]);
-      try {
-        token = readFileSync(p === "-" ? 0 : p, "utf8").trim();
-      } catch (e) {
-        throw new UsageError("CLI_USAGE", `unseal: --token-file: cannot read ${p}: ${(e as Error).message}`);
-      }
-    }
+    const token = tokenOption(values, "unseal");
     if (!token) throw new UsageError("CLI_USAGE", "unseal: --token or --token-file is required");
     const model = openSealedModel(modelPath);
     const { manifest, userKey } = await readManifestFile(need("manifest"), {

@@ -1,9 +1,8 @@
 /** `secneuron verify-manifest <file>`: every check the sidecar makes, with a precise error code. */
-import { readFileSync } from "node:fs";
 import { UsageError } from "../errors.js";
 import { loadAuthorityPublic } from "../edges/authority.js";
 import { readManifestFile } from "../edges/manifests/manifest-file.js";
-import type { Command } from "./args.js";
+import { tokenOption, type Command } from "./args.js";
 import { parseInstantArg } from "./issue.js";
 
 const HELP = `Usage: secneuron verify-manifest <file> [--token <T> | --token-file <path>]
@@ -58,17 +57,8 @@ export const verifyManifestCommand: Command = {
   async run(values, positionals, io) {
     if (positionals.length !== 1) throw usage("expected exactly one manifest file");
     const file = positionals[0]!;
-    if (values.token !== undefined && values["token-file"] !== undefined) throw usage("give --token or --token-file, not both");
     if (values.authority !== undefined && values["issuer-key"] !== undefined) throw usage("give --authority or --issuer-key, not both");
-    let token = values.token !== undefined ? String(values.token) : undefined;
-    if (values["token-file"] !== undefined) {
-      const p = String(values["token-file"]);
-      try {
-        token = readFileSync(p === "-" ? 0 : p, "utf8").trim();
-      } catch (e) {
-        throw usage(`--token-file: cannot read ${p}: ${(e as Error).message}`);
-      }
-    }
+    const token = tokenOption(values, "verify-manifest");
     let expectedIssuer = hexArg(values["issuer-key"], "--issuer-key");
     let expectedFingerprint = hexArg(values.fingerprint, "--fingerprint");
     let authorityName: string | undefined;

@@ -1,9 +1,7 @@
 /** Shared by the engine tests: where fixtures live and a scratch directory on tmpfs. */
-import { mkdtempSync, rmSync, statfsSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { ensureOracleFixtures } from "../../examples/fixtures/build-fixtures.js";
+import { scratchDir as tmpScratchDir } from "../helpers/tmp.js";
 
 /** The repository's fixture cache (<root>/.cache/fixtures), shared by all test files. */
 export const FIXTURE_DIR = fileURLToPath(new URL("../../.cache/fixtures", import.meta.url));
@@ -14,13 +12,5 @@ export function oracleFixtures(): ReturnType<typeof ensureOracleFixtures> {
 
 /** A fresh scratch directory, on /dev/shm when it is there (tmpfs), else the OS temp dir. */
 export function scratchDir(prefix: string): { dir: string; cleanup: () => void } {
-  let base = tmpdir();
-  try {
-    statfsSync("/dev/shm");
-    base = "/dev/shm";
-  } catch {
-    // no /dev/shm: use the temp dir
-  }
-  const dir = mkdtempSync(join(base, `secneuron-${prefix}-`));
-  return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+  return tmpScratchDir(`secneuron-${prefix}-`);
 }
