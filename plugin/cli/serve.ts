@@ -6,8 +6,8 @@ import { Sidecar, type SidecarOptions } from "../proxy/server.js";
 import type { Command } from "./args.js";
 
 const HELP = `Usage: secneuron serve [--listen 127.0.0.1:11435] [--models ./models] [--manifests ./manifests]
-                       [--authority ./authority] [--host embedded|ollama] [--upstream URL]
-                       [--ollama-models DIR] [--config secneuron.yaml]
+                       [--authority ./authority] [--host embedded|ollama|llama-server] [--upstream URL]
+                       [--ollama-models DIR] [--llama-server BIN] [--config secneuron.yaml]
                        [--variant-dir /dev/shm/...] [--variant-budget 8G] [--allow-disk]
                        [--audit-log audit.jsonl] [--log-prompts] [--threads 1] [--ctx 2048] [--poll]
 
@@ -27,6 +27,8 @@ Options (and the same keys in the YAML config file):
                             ollama (variants registered in an Ollama store, served by Ollama)
   --upstream <url>          ollama host: the Ollama server (default http://127.0.0.1:11434)
   --ollama-models <dir>     ollama host: the store the server reads (its OLLAMA_MODELS)
+  --llama-server <path>     llama-server host (one llama-server per variant, OpenAI routes only):
+                            the binary (default: built by npm run build:llama-server)
   --variant-dir <dir>       where variants are written (default /dev/shm/secneuron-<pid>)
   --variant-budget <size>   memory for cached variants, e.g. 8G (default 8G)
   --allow-disk              allow variants on a persistent filesystem
@@ -37,7 +39,7 @@ Options (and the same keys in the YAML config file):
   --poll                    poll the manifests folder (bind mounts, network filesystems)
   --config <file>           YAML file with any of the keys above (without --)`;
 
-const KEYS = ["listen", "models", "manifests", "authority", "host", "upstream", "ollama-models", "variant-dir", "variant-budget", "allow-disk", "audit-log", "log-prompts", "threads", "ctx", "poll"] as const;
+const KEYS = ["listen", "models", "manifests", "authority", "host", "upstream", "ollama-models", "llama-server", "variant-dir", "variant-budget", "allow-disk", "audit-log", "log-prompts", "threads", "ctx", "poll"] as const;
 type Key = (typeof KEYS)[number];
 
 function parseSize(v: string, key: string): number {
@@ -90,7 +92,7 @@ export function serveOptions(values: Record<string, unknown>): SidecarOptions {
     return v;
   };
   const host = str("host", "embedded");
-  if (host !== "embedded" && host !== "ollama") throw new UsageError("CLI_USAGE", `serve: --host must be embedded or ollama, got '${host}'`);
+  if (host !== "embedded" && host !== "ollama" && host !== "llama-server") throw new UsageError("CLI_USAGE", `serve: --host must be embedded, ollama or llama-server, got '${host}'`);
   const budget = get("variant-budget");
   return {
     listen: str("listen", "127.0.0.1:11435"),
@@ -100,6 +102,7 @@ export function serveOptions(values: Record<string, unknown>): SidecarOptions {
     host,
     upstream: str("upstream"),
     ollamaModels: str("ollama-models"),
+    llamaServer: str("llama-server"),
     variantDir: str("variant-dir"),
     variantBudgetBytes: budget === undefined ? undefined : parseSize(String(budget), "variant-budget"),
     allowDisk: bool("allow-disk"),
@@ -117,7 +120,7 @@ export const serveCommand: Command = {
   help: HELP,
   options: {
     listen: { type: "string" }, models: { type: "string" }, manifests: { type: "string" }, authority: { type: "string" }, host: { type: "string" },
-    upstream: { type: "string" }, "ollama-models": { type: "string" },
+    upstream: { type: "string" }, "ollama-models": { type: "string" }, "llama-server": { type: "string" },
     config: { type: "string" }, "variant-dir": { type: "string" }, "variant-budget": { type: "string" }, "allow-disk": { type: "boolean" },
     "audit-log": { type: "string" }, "log-prompts": { type: "boolean" }, threads: { type: "string" }, ctx: { type: "string" }, poll: { type: "boolean" },
   },

@@ -30,6 +30,11 @@ export interface HostAdapter {
   removeModel(name: string): Promise<void>;
   /** True when the host answers. */
   healthy(): Promise<boolean>;
+  /**
+   * Routes ("METHOD /path", the route table's canonical path) this host can answer, when it speaks
+   * only part of the API (llama-server: the OpenAI routes); absent = every user route.
+   */
+  readonly forwardedRoutes?: readonly string[];
   /** Where admin-only routes go, for hosts with a model store of their own (Ollama); else absent. */
   adminTarget?(): HostTarget | undefined;
   /** Stop processes and release everything. */

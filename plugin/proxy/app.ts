@@ -287,6 +287,10 @@ export function buildApp(deps: AppDeps): Express {
         res.json({ id: ex.model, object: "model", created: Math.floor(served.modifiedAt.getTime() / 1000), owned_by: "secneuron" });
         return audit(sreq, res, "allow", "model");
       }
+      const fwd = deps.host.forwardedRoutes;
+      if (fwd && !fwd.includes(`${route.method} ${route.path}`)) {
+        throw new AccessError("ROUTE_NOT_SUPPORTED", 501, `${route.id} is not supported by the ${deps.host.kind} host behind this sidecar (it serves: ${fwd.join(", ")})`);
+      }
       const policy = applyLoadingPolicy(ex, { admin: role === "admin" });
       if (isDenial(policy)) return deny(sreq, res, flavor, policy.error);
       const tasks = taskHeader(req);

@@ -110,6 +110,9 @@ export function rewriteJsonValue(value: unknown, r: ModelRenamer): { value: unkn
 
 /** Rewrite one JSON text; null when it is not JSON and mentions a variant (drop it). */
 function rewriteJsonText(text: string, r: ModelRenamer): string | null {
+  // Fast path (every streamed token line): text that mentions no variant name, raw or escaped,
+  // cannot hold one once parsed, so it passes unchanged without a parse and a re-serialisation.
+  if (!r.mentions(text)) return text;
   let parsed: unknown;
   try {
     parsed = JSON.parse(text);
@@ -193,16 +196,23 @@ class NdjsonRewriter extends Transform {
     const cr = line.endsWith("\r");
     const body = cr ? line.slice(0, -1) : line;
     if (body.trim() === "") {
-      this.push(line + eol);
+      this.out += line + eol;
       return;
     }
     const out = rewriteJsonText(body, this.r);
-    if (out !== null) this.push(out + (cr ? "\r" : "") + eol);
+    if (out !== null) this.out += out + (cr ? "\r" : "") + eol;
   };
+  /** Lines of the current chunk, pushed once per chunk (one write instead of one per line). */
+  private out = "";
+  private flushOut(): void {
+    if (this.out) this.push(this.out);
+    this.out = "";
+  }
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
     try {
       this.lines.push(chunk, this.onLine);
+      this.flushOut();
       cb();
     } catch (err) {
       cb(err as Error);
@@ -212,6 +222,7 @@ class NdjsonRewriter extends Transform {
   override _flush(cb: TransformCallback): void {
     try {
       this.lines.end(this.onLine);
+      this.flushOut();
       cb();
     } catch (err) {
       cb(err as Error);

@@ -17,6 +17,7 @@ import { VariantCache } from "../edges/variant-cache.js";
 import { VariantResolver, type Caller } from "../edges/variant-resolver.js";
 import { EmbeddedHost } from "../hosts/embedded/embedded-host.js";
 import { OllamaHost } from "../hosts/ollama/ollama-host.js";
+import { LlamaServerHost } from "../hosts/llama-server/llama-server-host.js";
 import type { HostAdapter } from "../hosts/host-adapter.js";
 import { buildApp } from "./app.js";
 import { createMetrics, type SidecarMetrics } from "./metrics.js";
@@ -30,7 +31,9 @@ export interface SidecarOptions {
   readonly manifestsDir: string;
   /** Authority directory (only its public part is read): the trust anchor for manifests and sealed models. */
   readonly authorityDir: string;
-  readonly host?: "embedded" | "ollama";
+  readonly host?: "embedded" | "ollama" | "llama-server";
+  /** llama-server host: the binary (default: the npm run build:llama-server cache). */
+  readonly llamaServer?: string;
   /** Ollama host: the server's URL (default http://127.0.0.1:11434). */
   readonly upstream?: string;
   /** Ollama host: the store folder the server reads (its OLLAMA_MODELS). */
@@ -85,9 +88,13 @@ export class Sidecar {
     if (!opts.allowDisk && !isMemoryFilesystem(variantDir)) {
       throw new SecNeuronError("SERVE_PERSISTENT_VARIANTS", `${variantDir} is not a memory filesystem: decrypted weights would reach persistent storage (use --allow-disk to opt in)`);
     }
-    const host: HostAdapter = (opts.host ?? "embedded") === "ollama"
+    const kind = opts.host ?? "embedded";
+    // llama-server's prompt cache would keep KV computed with weights a live revoke has zeroed.
+    const host: HostAdapter = kind === "ollama"
       ? new OllamaHost({ upstream: opts.upstream, storeDir: opts.ollamaModels, warn: (m) => log({ level: "warn", msg: m }) })
-      : new EmbeddedHost({ threads: opts.threads ?? 1, contextSize: opts.contextSize ?? 2048 });
+      : kind === "llama-server"
+        ? new LlamaServerHost({ binary: opts.llamaServer, threads: opts.threads ?? 1, contextSize: opts.contextSize ?? 2048, cachePrompt: false })
+        : new EmbeddedHost({ threads: opts.threads ?? 1, contextSize: opts.contextSize ?? 2048 });
     await host.start();
     const resolver = new VariantResolver(host);
     const cache = new VariantCache({ dir: variantDir, budgetBytes: opts.variantBudgetBytes ?? 8 * 2 ** 30, allowDisk: opts.allowDisk, onEvict: (v) => resolver.evicted(v) });

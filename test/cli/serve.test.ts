@@ -31,7 +31,7 @@ describe("secneuron serve options", () => {
     expect(() => loadConfigFile(cfg)).toThrow(/not valid YAML/);
     expect(() => serveOptions({ threads: "0" })).toThrow(/positive integer/);
     expect(() => serveOptions({ "variant-budget": "lots" })).toThrow(/size/);
-    expect(() => serveOptions({ host: "vllm" })).toThrow(/embedded or ollama/);
+    expect(() => serveOptions({ host: "vllm" })).toThrow(/embedded, ollama or llama-server/);
     expect(serveOptions({ host: "ollama", upstream: "http://127.0.0.1:11434" })).toMatchObject({ host: "ollama", upstream: "http://127.0.0.1:11434" });
   });
 
