@@ -67,7 +67,7 @@ function renderText(path: string, s: ModelSummary, digest: string | undefined, s
 
 export const inspectCommand: Command = {
   name: "inspect",
-  summary: "show a GGUF model's architecture, hyperparameters and tensors",
+  summary: "show a GGUF model's architecture, hyperparameters, tensors and policy tree",
   help: `Usage: secneuron inspect <file.gguf> [--json] [--digest] [--all]
 
 Reads the header of a GGUF file (no tensor data unless --digest), validates it the way

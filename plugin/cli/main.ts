@@ -1,16 +1,26 @@
 /** The `secneuron` command line: dispatch to one subcommand, map typed errors to exit codes. */
 import { SecNeuronError, UsageError } from "../errors.js";
 import { parseCommandArgs, type CliIo, type Command } from "./args.js";
-import { inspectCommand } from "./inspect.js";
-import { authorityCommand } from "./authority.js";
-import { issueCommand } from "./issue.js";
-import { verifyManifestCommand } from "./verify-manifest.js";
-import { sealCommand } from "./seal.js";
-import { unsealCommand } from "./unseal.js";
-import { scanCommand } from "./scan.js";
-import { serveCommand } from "./serve.js";
+/**
+ * Subcommands, loaded on demand: `inspect` must start in a fraction of a second and not pay for
+ * the sidecar's express, the crypto or the engine modules it does not use.
+ */
+interface CommandEntry {
+  readonly name: string;
+  readonly summary: string;
+  load(): Promise<Command>;
+}
 
-export const COMMANDS: readonly Command[] = [inspectCommand, authorityCommand, issueCommand, verifyManifestCommand, sealCommand, unsealCommand, scanCommand, serveCommand];
+export const COMMANDS: readonly CommandEntry[] = [
+  { name: "inspect", summary: "show a GGUF model's architecture, hyperparameters, tensors and policy tree", load: async () => (await import("./inspect.js")).inspectCommand },
+  { name: "authority", summary: "create (init) or describe (show) the key-issuing authority", load: async () => (await import("./authority.js")).authorityCommand },
+  { name: "issue", summary: "issue a signed key manifest and its API token (shown once)", load: async () => (await import("./issue.js")).issueCommand },
+  { name: "verify-manifest", summary: "check a key manifest (schema, signature, authority, validity, token)", load: async () => (await import("./verify-manifest.js")).verifyManifestCommand },
+  { name: "seal", summary: "encrypt the neurons of locked tasks into a sealed model", load: async () => (await import("./seal.js")).sealCommand },
+  { name: "unseal", summary: "decrypt what a manifest unlocks into a tmpfs variant", load: async () => (await import("./unseal.js")).unsealCommand },
+  { name: "scan", summary: "detect rows that still hold ciphertext (or are zeroed) in a GGUF model", load: async () => (await import("./scan.js")).scanCommand },
+  { name: "serve", summary: "run the sidecar: per-key model access in front of llama.cpp", load: async () => (await import("./serve.js")).serveCommand },
+];
 
 const VERSION = "0.1.0";
 
@@ -45,8 +55,9 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
       io.out(VERSION);
       return 0;
     }
-    const cmd = COMMANDS.find((c) => c.name === name);
-    if (!cmd) throw new UsageError("CLI_UNKNOWN_COMMAND", `unknown command '${name}'\n\n${topHelp()}`);
+    const entry = COMMANDS.find((c) => c.name === name);
+    if (!entry) throw new UsageError("CLI_UNKNOWN_COMMAND", `unknown command '${name}'\n\n${topHelp()}`);
+    const cmd = await entry.load();
     const { values, positionals } = parseCommandArgs(cmd, rest);
     if (values.help) {
       io.out(cmd.help);
