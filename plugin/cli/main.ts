@@ -19,6 +19,7 @@ export const COMMANDS: readonly CommandEntry[] = [
   { name: "seal", summary: "encrypt the neurons of locked tasks into a sealed model", load: async () => (await import("./seal.js")).sealCommand },
   { name: "unseal", summary: "decrypt what a manifest unlocks into a tmpfs variant", load: async () => (await import("./unseal.js")).unsealCommand },
   { name: "scan", summary: "detect rows that still hold ciphertext (or are zeroed) in a GGUF model", load: async () => (await import("./scan.js")).scanCommand },
+  { name: "profile", summary: "measure which FFN neurons each task uses (writes a profile for seal)", load: async () => (await import("./profile.js")).profileCommand },
   { name: "serve", summary: "run the sidecar: per-key model access in front of llama.cpp", load: async () => (await import("./serve.js")).serveCommand },
 ];
 

@@ -48,6 +48,7 @@ describe("llama.cpp model validation", () => {
     ["epsilon NaN", "LLAMA_BAD_VALUE", () => withMeta((m) => m.set("llama.attention.layer_norm_rms_epsilon", kv.f32(NaN)))],
     ["context length 0", "LLAMA_BAD_VALUE", () => withMeta((m) => m.set("llama.context_length", kv.u32(0)))],
     ["mixture of experts", "LLAMA_BAD_VALUE", () => withMeta((m) => m.set("llama.expert_count", kv.u32(8)))],
+    ["experts used without experts (llama.cpp aborts)", "LLAMA_BAD_VALUE", () => withMeta((m) => m.set("llama.expert_used_count", kv.u32(2)))],
     ["scores stored as strings (llama.cpp aborts)", "LLAMA_KEY_TYPE", () => withMeta((m) => m.set("tokenizer.ggml.scores", kv.strs(Array(260).fill("0"))))],
     ["token types stored as u8 (llama.cpp reads out of bounds)", "LLAMA_KEY_TYPE", () => withMeta((m) => m.set("tokenizer.ggml.token_type", { type: GgufValueType.ARRAY, itemType: GgufValueType.UINT8, value: Array(260).fill(1) }))],
     ["token type count mismatch", "LLAMA_BAD_VALUE", () => withMeta((m) => m.set("tokenizer.ggml.token_type", kv.i32s(Array(259).fill(1))))],

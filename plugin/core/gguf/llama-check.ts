@@ -114,8 +114,10 @@ export function validateLlamaModel(h: GgufHeader): LlamaHyperparams {
   if (headCount % headCountKv !== 0) {
     fail("LLAMA_BAD_VALUE", `${arch}.attention.head_count_kv`, `${headCountKv} does not divide head_count ${headCount}`);
   }
-  const expertCount = u32(`${arch}.expert_count`, false, 0, 0);
-  void expertCount; // mixture-of-experts models are not supported yet: only 0 passes
+  // Mixture-of-experts models are not supported yet: only 0 passes. A dense model that names a
+  // number of experts used per token makes llama.cpp abort (llama-model.cpp GGML_ASSERT).
+  u32(`${arch}.expert_count`, false, 0, 0);
+  u32(`${arch}.expert_used_count`, false, 0, 0);
   let headDim = embeddingLength / headCount;
   const keyLength = u32(`${arch}.attention.key_length`, false, 1, CAPS.embd);
   const valueLength = u32(`${arch}.attention.value_length`, false, 1, CAPS.embd);

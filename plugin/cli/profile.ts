@@ -1,0 +1,218 @@
+/**
+ * `secneuron profile`: which FFN neurons carry each task. Runs every task's corpus through
+ * llama.cpp (in a child process), captures the ffn_down input per token and writes a
+ * `secneuron-profile` v1 JSON (docs/profile-format.md, docs/profiling.md). Tasks can also come
+ * from llama-imatrix files (--imatrix task=file).
+ */
+import { existsSync, readFileSync } from "node:fs";
+import { rename, rm, writeFile } from "node:fs/promises";
+import { basename, dirname, join, resolve } from "node:path";
+import { randomBytes } from "node:crypto";
+import { UsageError } from "../errors.js";
+import { isValidTaskName, parseProfile, PROFILE_FORMAT, PROFILE_VERSION, type Profile, type TaskProfile } from "../core/profile/profile.js";
+import { validateModelFile } from "../edges/engine/engine-process.js";
+import { importImatrix, imatrixTaskProfile } from "../edges/profile/imatrix.js";
+import { profileModelWithStats, sha256File, type ProfileProgress, type ProfileStats } from "../edges/profile/profile-process.js";
+import type { Command } from "./args.js";
+
+function usage(msg: string): never {
+  throw new UsageError("CLI_USAGE", `profile: ${msg}\nRun 'secneuron profile --help' for usage.`);
+}
+
+function positiveInt(v: unknown, flag: string): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1) usage(`${flag} must be a positive integer, got ${JSON.stringify(v)}`);
+  return n;
+}
+
+/** Parse repeated `name=path` options. */
+function namedFiles(values: unknown, flag: string): Array<[string, string]> {
+  const out: Array<[string, string]> = [];
+  for (const raw of (values as string[] | undefined) ?? []) {
+    const eq = raw.indexOf("=");
+    if (eq <= 0 || eq === raw.length - 1) usage(`${flag} expects name=file, got ${JSON.stringify(raw)}`);
+    const name = raw.slice(0, eq);
+    const file = raw.slice(eq + 1);
+    if (!isValidTaskName(name)) usage(`${flag} ${name}: task names are 1-64 of a-z, 0-9, _ and -, starting with a letter`);
+    if (!existsSync(file)) usage(`${flag} ${name}: ${file} does not exist`);
+    out.push([name, file]);
+  }
+  return out;
+}
+
+/** Samples of a corpus file: one per non-empty line. */
+export function readCorpus(path: string): string[] {
+  return readFileSync(path, "utf8")
+    .split(/\r?\n/)
+    .filter((l) => l.trim().length > 0);
+}
+
+/** A token progress bar on stderr (TTY only). */
+function tokenBar(stream: NodeJS.WriteStream = process.stderr): { update(p: ProfileProgress): void; done(): void } {
+  const start = Date.now();
+  let last: ProfileProgress | undefined;
+  let drawn = 0;
+  const draw = (p: ProfileProgress): void => {
+    const frac = p.total > 0 ? Math.min(1, p.done / p.total) : 1;
+    const width = 30;
+    const filled = Math.round(frac * width);
+    const secs = (Date.now() - start) / 1000;
+    const rate = secs > 0 ? p.done / secs : 0;
+    stream.write(`\rprofile ${p.task.slice(0, 16).padEnd(16)} [${"#".repeat(filled)}${" ".repeat(width - filled)}] ${(frac * 100).toFixed(0).padStart(3)}% ${p.done}/${p.total} tokens ${rate.toFixed(0)} tok/s  `);
+  };
+  return {
+    update(p) {
+      last = p;
+      const now = Date.now();
+      if (now - drawn < 100 && p.done < p.total) return;
+      drawn = now;
+      draw(p);
+    },
+    done() {
+      if (last) {
+        draw({ ...last, done: last.total });
+        stream.write("\n");
+      }
+    },
+  };
+}
+
+async function writeAtomic(path: string, text: string): Promise<void> {
+  const tmp = join(dirname(path), `.${basename(path)}.${randomBytes(6).toString("hex")}.tmp`);
+  try {
+    await writeFile(tmp, text, { flag: "wx" });
+    await rename(tmp, path);
+  } catch (e) {
+    await rm(tmp, { force: true });
+    throw e;
+  }
+}
+
+export const profileCommand: Command = {
+  name: "profile",
+  summary: "measure which FFN neurons each task uses (writes a profile for seal)",
+  help: `Usage: secneuron profile --model <m.gguf> --task <name>=<corpus.txt> [--task ...] --out <profile.json>
+                         [--imatrix <name>=<file>] [--max-tokens N] [--threads N] [--context N]
+                         [--batch N] [--include-bos] [--no-hash] [--force] [--json]
+
+Runs each task's corpus through llama.cpp (a child process; the model is validated first) and
+records, per task, layer and FFN neuron, the mean |activation| (importance) and mean
+activation^2 of the ffn_down input silu(gate·x)*(up·x). Each non-empty line of a corpus file is
+one sample, evaluated from an empty context. See docs/profiling.md.
+
+Options:
+  --model FILE          the plaintext GGUF model (llama architecture)
+  --task NAME=FILE      a task and its corpus (repeatable)
+  --imatrix NAME=FILE   a task from a llama-imatrix file (GGUF or legacy .dat); importance is
+                        sqrt(mean activation^2) there (repeatable)
+  --out FILE            where to write the profile JSON
+  --max-tokens N        profile at most N tokens per task (default: the whole corpus)
+  --threads N           llama.cpp threads (default 1)
+  --context N           context window per sample; longer lines are cut (default 512)
+  --batch N             tokens per decode call (default min(512, context))
+  --include-bos         also count the BOS token of each sample
+  --no-hash             do not record the model's SHA-256 (skips reading the whole file)
+  --force               overwrite --out
+  --json                print a JSON summary instead of text
+  -h, --help            this help
+
+Example:
+  secneuron profile --model m.gguf --task code=code.txt --task math=math.txt --out profile.json`,
+  options: {
+    model: { type: "string" },
+    task: { type: "string", multiple: true },
+    imatrix: { type: "string", multiple: true },
+    out: { type: "string" },
+    "max-tokens": { type: "string" },
+    threads: { type: "string" },
+    context: { type: "string" },
+    batch: { type: "string" },
+    "include-bos": { type: "boolean" },
+    "no-hash": { type: "boolean" },
+    force: { type: "boolean" },
+  },
+  async run(values, positionals, io) {
+    if (positionals.length) usage(`unexpected argument '${positionals[0]}'`);
+    const model = values.model as string | undefined;
+    const out = values.out as string | undefined;
+    if (!model) usage("--model is required");
+    if (!out) usage("--out is required");
+    if (!existsSync(model)) usage(`--model ${model} does not exist`);
+    if (existsSync(out) && !values.force) usage(`${out} exists (use --force to overwrite)`);
+    if (resolve(out) === resolve(model)) usage("--out must differ from --model");
+    const tasks = namedFiles(values.task, "--task");
+    const imatrices = namedFiles(values.imatrix, "--imatrix");
+    if (tasks.length + imatrices.length === 0) usage("give at least one --task or --imatrix");
+    const seen = new Set<string>();
+    for (const [name] of [...tasks, ...imatrices]) {
+      if (seen.has(name)) usage(`task '${name}' is given twice`);
+      seen.add(name);
+    }
+    const maxTokens = positiveInt(values["max-tokens"], "--max-tokens");
+    const threads = positiveInt(values.threads, "--threads") ?? 1;
+    const contextSize = positiveInt(values.context, "--context");
+    const batchSize = positiveInt(values.batch, "--batch");
+    const hash = !values["no-hash"];
+
+    const hyper = validateModelFile(model);
+    const source: Record<string, string> = {};
+    for (const [name, file] of tasks) source[`corpus.${name}`] = basename(file);
+    for (const [name, file] of imatrices) source[`imatrix.${name}`] = basename(file);
+
+    let profile: Profile;
+    let stats: ProfileStats | undefined;
+    if (tasks.length) {
+      const corpora: Record<string, string[]> = {};
+      for (const [name, file] of tasks) {
+        corpora[name] = readCorpus(file);
+        if (corpora[name]!.length === 0) usage(`--task ${name}: ${file} has no non-empty lines`);
+      }
+      const bar = io.isTTY && !values.json ? tokenBar() : undefined;
+      const r = await profileModelWithStats({
+        modelPath: model,
+        tasks: corpora,
+        threads,
+        hashModel: hash,
+        source,
+        ...(maxTokens ? { maxTokens } : {}),
+        ...(contextSize ? { contextSize } : {}),
+        ...(batchSize ? { batchSize } : {}),
+        ...(values["include-bos"] ? { includeBos: true } : {}),
+        ...(bar ? { onProgress: bar.update } : {}),
+      });
+      bar?.done();
+      profile = r.profile;
+      stats = r.stats;
+    } else {
+      const sha256 = hash ? await sha256File(model) : undefined;
+      profile = {
+        format: PROFILE_FORMAT,
+        version: PROFILE_VERSION,
+        model: { ...(sha256 ? { sha256 } : {}), architecture: hyper.architecture, blockCount: hyper.blockCount, feedForwardLength: hyper.feedForwardLength },
+        source: { tool: "secneuron profile (imatrix import)", ...source },
+        tasks: {},
+      };
+    }
+    const all: Record<string, TaskProfile> = { ...profile.tasks };
+    for (const [name, file] of imatrices) all[name] = imatrixTaskProfile(importImatrix(file), hyper, file);
+    // Round trip through the strict parser: what we write is what seal will read.
+    const final = parseProfile(JSON.parse(JSON.stringify({ ...profile, tasks: all })));
+    await writeAtomic(out, `${JSON.stringify(final)}\n`);
+
+    const summary = {
+      out,
+      model: final.model,
+      tasks: Object.fromEntries(Object.entries(final.tasks).map(([n, t]) => [n, { tokens: t.tokens, layers: t.layers.length, from: tasks.some(([x]) => x === n) ? "llama.cpp" : "imatrix" }])),
+      ...(stats ? { tokensEvaluated: stats.tokensEvaluated, tokensPerSecond: Math.round(stats.tokensPerSecond), decodeMs: Math.round(stats.decodeMs) } : {}),
+    };
+    if (values.json) io.out(JSON.stringify(summary));
+    else {
+      const lines = [`wrote ${out}: ${Object.keys(final.tasks).length} task(s), ${final.model.blockCount} layers x ${final.model.feedForwardLength} FFN neurons`];
+      for (const [n, t] of Object.entries(summary.tasks)) lines.push(`  ${n.padEnd(16)} ${String(t.tokens).padStart(9)} tokens  (${t.from})`);
+      if (stats) lines.push(`llama.cpp: ${stats.tokensEvaluated} tokens in ${(stats.decodeMs / 1000).toFixed(2)} s (${stats.tokensPerSecond.toFixed(0)} tokens/s, ${threads} thread${threads > 1 ? "s" : ""})`);
+      io.out(lines.join("\n"));
+    }
+    return 0;
+  },
+};

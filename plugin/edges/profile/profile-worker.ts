@@ -1,0 +1,365 @@
+/**
+ * The profiler's llama.cpp child. Started by profile-process.ts with an IPC channel; binds
+ * libllama directly through koffi (ffi/libllama.ts, no node-llama-cpp addon in this process),
+ * then serves requests in order: load a model, run tasks, exit. llama.cpp may abort this
+ * process on a malformed model: the parent validates every file first and reports any exit.
+ *
+ * Capture: the context's `cb_eval` is a koffi-registered JS function. In the ask phase it
+ * returns true for GGML_OP_MUL_MAT nodes whose src[0] is `blk.N.ffn_down.weight`; in the data
+ * phase src[1] (F32, [n_ff, n_tokens]) holds, per token, the input of ffn_down:
+ * silu(gate·x) * (up·x), one value per FFN neuron. Sums of |a| and a^2 accumulate per task,
+ * layer and neuron in Float64Arrays. Every batch is one ubatch (n_batch = n_ubatch) of one
+ * sequence with every token marked as an output, so column j of src[1] is token j of the batch
+ * in every layer (llama.cpp drops non-output rows before the last layer's FFN otherwise).
+ * llama_decode is called synchronously: the callback runs on this thread during the call. The
+ * data phase of the last layer returns false, which ends the graph there: the last ffn_down and
+ * the output head are never computed (their results would be thrown away), and llama_decode
+ * still returns 0 with the KV cache of every layer written.
+ */
+import { EngineError } from "../../errors.js";
+import {
+  GGML_OP_MUL_MAT,
+  GGML_TYPE_F16,
+  GGML_TYPE_F32,
+  TokenBatch,
+  loadLibLlama,
+  nativeView,
+  tensorBuffer,
+  tensorData,
+  tensorName,
+  tensorNb,
+  tensorNe,
+  tensorOp,
+  tensorSrc,
+  tensorType,
+  tokenize,
+  type LibLlama,
+  type LlamaContextHandle,
+  type LlamaModelHandle,
+  type LlamaVocabHandle,
+} from "../../../ffi/libllama.js";
+import type {
+  ProfileLoadResult,
+  ProfileMessage,
+  ProfileRequest,
+  ProfileRunRequest,
+  ProfileRunResult,
+  TaskActivationSums,
+} from "./protocol.js";
+
+if (typeof process.send !== "function") {
+  console.error("secneuron profile worker: must be started with an IPC channel (child_process.fork)");
+  process.exit(2);
+}
+const send = (m: ProfileMessage): void => {
+  process.send!(m);
+};
+process.on("disconnect", () => process.exit(0));
+
+const FFN_DOWN = /^blk\.(\d+)\.ffn_down\.weight$/;
+
+interface Loaded {
+  readonly model: LlamaModelHandle;
+  readonly vocab: LlamaVocabHandle;
+  readonly info: ProfileLoadResult;
+}
+
+let lib: LibLlama;
+let loaded: Loaded | undefined;
+
+function unload(): void {
+  if (!loaded) return;
+  lib.fn.llama_model_free(loaded.model);
+  loaded = undefined;
+}
+
+function load(modelPath: string): ProfileLoadResult {
+  unload();
+  const t0 = performance.now();
+  const mp = lib.fn.llama_model_default_params();
+  mp.n_gpu_layers = 0;
+  const model = lib.fn.llama_model_load_from_file(modelPath, mp);
+  if (!model) throw new EngineError("LLAMA_LOAD_FAILED", `llama.cpp could not load ${modelPath}`, { modelPath });
+  const vocab = lib.fn.llama_model_get_vocab(model);
+  const info: ProfileLoadResult = {
+    loadMs: performance.now() - t0,
+    nLayer: lib.fn.llama_model_n_layer(model),
+    nEmbd: lib.fn.llama_model_n_embd(model),
+    nVocab: lib.fn.llama_vocab_n_tokens(vocab),
+    trainContextSize: lib.fn.llama_model_n_ctx_train(model),
+  };
+  loaded = { model, vocab, info };
+  return info;
+}
+
+/** State shared with the eval callback for the batch being decoded. */
+interface Capture {
+  /** Per layer accumulators of the current task (allocated on first sight, n_ff wide). */
+  sumAbs: Float64Array[];
+  sumSq: Float64Array[];
+  nFf: number;
+  /** Tokens in the batch being decoded. */
+  batchTokens: number;
+  /** Columns at the start of the batch to leave out (a BOS token). */
+  skip: number;
+  /** Layers seen during the current decode. */
+  seen: Uint8Array;
+  error: Error | undefined;
+  callbackMs: number;
+  hostChecked: Set<bigint>;
+  /** End each graph after the last layer's capture (skips the rest of the forward pass). */
+  stopAfterLastLayer: boolean;
+}
+
+/**
+ * sa[i] += sum_j |v[j][i]|, sq[i] += sum_j v[j][i]^2 for tokens j in [skip, n1). Four tokens per
+ * pass (a quarter of the accumulator traffic): ~1 ns per value on one core.
+ */
+function accumulate(v: Float32Array, stride: number, skip: number, n1: number, n0: number, sa: Float64Array, sq: Float64Array): void {
+  let j = skip;
+  for (; j + 4 <= n1; j += 4) {
+    const b0 = j * stride;
+    const b1 = b0 + stride;
+    const b2 = b1 + stride;
+    const b3 = b2 + stride;
+    for (let i = 0; i < n0; i++) {
+      const x0 = v[b0 + i]!;
+      const x1 = v[b1 + i]!;
+      const x2 = v[b2 + i]!;
+      const x3 = v[b3 + i]!;
+      sa[i]! += Math.abs(x0) + Math.abs(x1) + Math.abs(x2) + Math.abs(x3);
+      sq[i]! += x0 * x0 + x1 * x1 + x2 * x2 + x3 * x3;
+    }
+  }
+  for (; j < n1; j++) {
+    const b = j * stride;
+    for (let i = 0; i < n0; i++) {
+      const x = v[b + i]!;
+      sa[i]! += Math.abs(x);
+      sq[i]! += x * x;
+    }
+  }
+}
+
+function makeCallback(cap: Capture, nLayer: number): (t: bigint, ask: boolean) => boolean {
+  // src[0] pointers are the model's weight tensors: stable across decodes, so cache name lookups.
+  const layerOf = new Map<bigint, number>();
+  const layerOfWeight = (w: bigint): number => {
+    let l = layerOf.get(w);
+    if (l === undefined) {
+      const m = FFN_DOWN.exec(tensorName(w));
+      l = m ? Number(m[1]) : -1;
+      if (l >= nLayer) l = -1;
+      layerOf.set(w, l);
+    }
+    return l;
+  };
+  return (t, ask) => {
+    try {
+      if (ask) {
+        if (tensorOp(t) !== GGML_OP_MUL_MAT) return false;
+        const w = tensorSrc(t, 0);
+        return w !== null && layerOfWeight(w) >= 0;
+      }
+      const c0 = performance.now();
+      const w = tensorSrc(t, 0);
+      const layer = w === null ? -1 : layerOfWeight(w);
+      if (layer < 0) return true;
+      const a = tensorSrc(t, 1);
+      if (a === null) throw new EngineError("PROFILE_GRAPH", `ffn_down of layer ${layer} has no input`);
+      const type = tensorType(a);
+      if (type !== GGML_TYPE_F32) throw new EngineError("PROFILE_GRAPH", `ffn_down input of layer ${layer} is ggml type ${type}, expected F32`);
+      const [ne0, ne1, ne2, ne3] = tensorNe(a) as [number, number, number, number];
+      const nb = tensorNb(a);
+      if (ne2 !== 1 || ne3 !== 1) throw new EngineError("PROFILE_GRAPH", `ffn_down input of layer ${layer} has shape [${ne0}, ${ne1}, ${ne2}, ${ne3}]`);
+      if (ne1 !== cap.batchTokens) {
+        throw new EngineError("PROFILE_GRAPH", `ffn_down input of layer ${layer} has ${ne1} tokens, the batch has ${cap.batchTokens} (outputs not kept?)`);
+      }
+      if (nb[0] !== 4 || nb[1]! % 4 !== 0) throw new EngineError("PROFILE_GRAPH", `ffn_down input of layer ${layer} is not row-contiguous`);
+      const buffer = tensorBuffer(a);
+      if (buffer !== null && !cap.hostChecked.has(buffer)) {
+        if (!lib.fn.ggml_backend_buffer_is_host(buffer)) throw new EngineError("PROFILE_GRAPH", "activations are not in host memory (GPU offload is not supported)");
+        cap.hostChecked.add(buffer);
+      }
+      const data = tensorData(a);
+      if (data === null) throw new EngineError("PROFILE_GRAPH", `ffn_down input of layer ${layer} has no data`);
+      if (cap.nFf === 0) cap.nFf = ne0;
+      else if (cap.nFf !== ne0) throw new EngineError("PROFILE_GRAPH", `layer ${layer} has ${ne0} FFN neurons, earlier layers ${cap.nFf}`);
+      let sa = cap.sumAbs[layer];
+      let sq = cap.sumSq[layer];
+      if (!sa || !sq) {
+        sa = cap.sumAbs[layer] = new Float64Array(ne0);
+        sq = cap.sumSq[layer] = new Float64Array(ne0);
+      }
+      const stride = nb[1]! / 4;
+      accumulate(new Float32Array(nativeView(data, (stride * (ne1 - 1) + ne0) * 4)), stride, cap.skip, ne1, ne0, sa, sq);
+      cap.seen[layer] = 1;
+      cap.callbackMs += performance.now() - c0;
+      // After the last layer's activations nothing else in the graph is needed (the KV cache of
+      // every layer is already written): returning false ends the graph here, saving the last
+      // ffn_down and the output head. Logits of such a batch are garbage and never read.
+      return !(cap.stopAfterLastLayer && layer === nLayer - 1);
+    } catch (e) {
+      // Returning false (or throwing) silently stops the graph while llama_decode returns 0:
+      // remember the error, keep going, and fail after the decode.
+      cap.error ??= e instanceof Error ? e : new Error(String(e));
+      return !ask;
+    }
+  };
+}
+
+interface Sample {
+  readonly tokens: Int32Array;
+  /** Leading tokens evaluated but not counted (the BOS). */
+  readonly skip: number;
+}
+
+function run(req: ProfileRunRequest): ProfileRunResult {
+  if (!loaded) throw new Error("no model is loaded");
+  const { model, vocab, info } = loaded;
+  const nCtx = Math.max(1, Math.min(req.contextSize, info.trainContextSize > 0 ? info.trainContextSize : req.contextSize));
+  const nBatch = Math.max(1, Math.min(req.batchSize, nCtx));
+  const bos = lib.fn.llama_vocab_bos(vocab);
+
+  // Tokenize everything first: the plan gives the progress total.
+  const plan: Array<{ name: string; samples: Sample[]; evaluate: number }> = [];
+  let total = 0;
+  for (const task of req.tasks) {
+    const samples: Sample[] = [];
+    let budget = req.maxTokens > 0 ? req.maxTokens : Number.POSITIVE_INFINITY;
+    let evaluate = 0;
+    for (const line of task.lines) {
+      if (budget <= 0) break;
+      if (line.length === 0) continue;
+      let toks = tokenize(lib, vocab, line, req.addSpecial);
+      const skip = !req.includeBos && req.addSpecial && toks.length > 0 && toks[0] === bos ? 1 : 0;
+      if (toks.length - skip <= 0) continue;
+      if (toks.length - skip > budget) toks = toks.subarray(0, skip + budget);
+      budget -= toks.length - skip;
+      evaluate += toks.length;
+      samples.push({ tokens: toks, skip });
+    }
+    plan.push({ name: task.name, samples, evaluate });
+    total += evaluate;
+  }
+
+  const cap: Capture = {
+    sumAbs: [],
+    sumSq: [],
+    nFf: 0,
+    batchTokens: 0,
+    skip: 0,
+    seen: new Uint8Array(info.nLayer),
+    error: undefined,
+    callbackMs: 0,
+    hostChecked: new Set(),
+    stopAfterLastLayer: req.collect && req.outputs === "all",
+  };
+  const cb = req.collect ? lib.registerEvalCallback(makeCallback(cap, info.nLayer)) : null;
+  const cp = lib.fn.llama_context_default_params();
+  cp.n_ctx = nCtx;
+  cp.n_batch = nBatch;
+  cp.n_ubatch = nBatch;
+  cp.n_seq_max = 1;
+  cp.n_threads = req.threads;
+  cp.n_threads_batch = req.threads;
+  cp.flash_attn_type = 0; // disabled: the plain CPU attention path, F32 KV if asked
+  cp.type_k = req.kvType === "f32" ? GGML_TYPE_F32 : GGML_TYPE_F16;
+  cp.type_v = cp.type_k;
+  cp.cb_eval = cb;
+  cp.cb_eval_user_data = null;
+  cp.no_perf = true;
+  let ctx: LlamaContextHandle | null = null;
+  let batch: TokenBatch | undefined;
+  try {
+    ctx = lib.fn.llama_init_from_model(model, cp);
+    if (!ctx) throw new EngineError("LLAMA_CONTEXT_FAILED", `llama.cpp could not create a context (n_ctx ${nCtx}, n_batch ${nBatch})`);
+    const mem = lib.fn.llama_get_memory(ctx);
+    batch = new TokenBatch(lib, nBatch);
+    if (req.outputs === "last") batch.logits.fill(0);
+    const tasks: TaskActivationSums[] = [];
+    let done = 0;
+    let decodeMs = 0;
+    let decodeCalls = 0;
+    let lastProgress = 0;
+    for (const task of plan) {
+      cap.sumAbs = [];
+      cap.sumSq = [];
+      let counted = 0;
+      for (const s of task.samples) {
+        // Windows of at most n_ctx tokens, each from an empty context.
+        for (let w0 = 0; w0 < s.tokens.length; w0 += nCtx) {
+          const window = s.tokens.subarray(w0, Math.min(s.tokens.length, w0 + nCtx));
+          lib.fn.llama_memory_clear(mem, true);
+          for (let b0 = 0; b0 < window.length; b0 += nBatch) {
+            const n = Math.min(nBatch, window.length - b0);
+            batch.tokens.set(window.subarray(b0, b0 + n));
+            for (let j = 0; j < n; j++) batch.pos[j] = b0 + j;
+            if (req.outputs === "last") {
+              batch.logits.fill(0, 0, n);
+              batch.logits[n - 1] = 1;
+            }
+            cap.batchTokens = n;
+            cap.skip = w0 === 0 && b0 === 0 ? s.skip : 0;
+            cap.seen.fill(0);
+            const t0 = performance.now();
+            const rc = lib.fn.llama_decode(ctx, batch.struct(n));
+            decodeMs += performance.now() - t0;
+            decodeCalls++;
+            if (rc !== 0) throw new EngineError("LLAMA_DECODE_FAILED", `llama_decode returned ${rc} (task ${task.name}, ${n} tokens at position ${b0})`, { rc });
+            if (cap.error) throw cap.error;
+            if (req.collect) {
+              const missing = [];
+              for (let l = 0; l < info.nLayer; l++) if (!cap.seen[l]) missing.push(l);
+              if (missing.length) throw new EngineError("PROFILE_GRAPH", `no ffn_down input captured for layer(s) ${missing.join(", ")} (not a dense llama FFN?)`);
+            }
+            counted += n - cap.skip;
+            done += n;
+            const now = performance.now();
+            if (now - lastProgress > 200) {
+              lastProgress = now;
+              send({ type: "progress", id: req.id, task: task.name, done, total });
+            }
+          }
+        }
+      }
+      const nFf = cap.nFf;
+      const fill = (arr: Float64Array[]): Float64Array[] => Array.from({ length: req.collect ? info.nLayer : 0 }, (_, l) => arr[l] ?? new Float64Array(nFf));
+      tasks.push({ name: task.name, tokens: counted, evaluated: task.evaluate, samples: task.samples.length, sumAbs: fill(cap.sumAbs), sumSq: fill(cap.sumSq) });
+    }
+    send({ type: "progress", id: req.id, task: plan[plan.length - 1]?.name ?? "", done, total });
+    return { tasks, nFf: cap.nFf, decodeMs, callbackMs: cap.callbackMs, decodeCalls, tokensEvaluated: done, contextSize: nCtx, batchSize: nBatch };
+  } finally {
+    batch?.free();
+    if (ctx) lib.fn.llama_free(ctx);
+    if (cb !== null) lib.unregister(cb);
+  }
+}
+
+function handle(req: ProfileRequest): unknown {
+  switch (req.op) {
+    case "load":
+      return load(req.modelPath);
+    case "run":
+      return run(req);
+    case "exit":
+      unload();
+      setImmediate(() => process.exit(0));
+      return null;
+  }
+}
+
+process.on("message", (raw: unknown) => {
+  const req = raw as ProfileRequest;
+  try {
+    send({ type: "response", id: req.id, ok: true, result: handle(req) });
+  } catch (e) {
+    const err = e instanceof Error ? e : new Error(String(e));
+    const code = (err as { code?: unknown }).code;
+    send({ type: "response", id: req.id, ok: false, error: { name: err.name, message: err.message, ...(typeof code === "string" ? { code } : {}) } });
+  }
+});
+
+const t0 = performance.now();
+lib = loadLibLlama({ logLevel: Number(process.env.SECNEURON_LLAMA_LOG_LEVEL ?? 3) });
+send({ type: "ready", startMs: performance.now() - t0 });
