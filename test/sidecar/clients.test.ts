@@ -111,6 +111,32 @@ describe("task routing", () => {
 });
 
 describe("operations", () => {
+  it("graceful shutdown drains a streaming request, then wipes every variant and stops the host", async () => {
+    const { readdirSync, existsSync } = await import("node:fs");
+    const { startSidecar: start } = await import("./helpers.js");
+    const s2 = scratchDir("secneuron-shutdown-");
+    const g = await start(s2.dir);
+    try {
+      const o = new Ollama({ host: g.sidecar.url, headers: { Authorization: `Bearer ${g.tokens.alice}` } });
+      expect((await o.generate({ model: "oracle", prompt: "abc", options: opts })).response).toBe(LETTERS.completion);
+      const variants = join(s2.dir, "variants");
+      expect(readdirSync(variants).filter((x) => x.endsWith(".gguf")).length).toBe(1);
+      // A stream in flight when shutdown starts still completes.
+      const stream = o.generate({ model: "oracle", prompt: "abc", options: opts, stream: true });
+      const closing = (async () => { await new Promise((r) => setTimeout(r, 5)); await g.sidecar.close(); })();
+      let text = "";
+      for await (const part of await stream) text += part.response;
+      await closing;
+      expect(text).toBe(LETTERS.completion);
+      expect(existsSync(variants) ? readdirSync(variants).filter((x) => x.endsWith(".gguf")) : []).toEqual([]);
+      expect(await g.sidecar.host.healthy()).toBe(false);
+      await expect(fetch(`${g.sidecar.url}/healthz`)).rejects.toThrow();
+    } finally {
+      await g.sidecar.close();
+      s2.cleanup();
+    }
+  });
+
   it("audits every decision without prompt text, serves /healthz and /metrics", async () => {
     const lines = readFileSync(join(scratch.dir, "audit.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l));
     expect(lines.length).toBeGreaterThan(10);
