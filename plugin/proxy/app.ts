@@ -16,11 +16,12 @@ import type { UserKey } from "../core/abe/fame.js";
 import type { KeyManifest } from "../core/manifest/manifest.js";
 import type { AuditEvent, AuditLog } from "../edges/audit-log.js";
 import type { AuthResult } from "../edges/manifests/keyring.js";
+import type { Enrollments } from "../edges/enrollments.js";
 import type { ModelRegistry, ServedModel } from "../edges/model-registry.js";
 import { AccessError, grantedNodes, inScope, variantName, type Caller, type Resolved, type VariantResolver } from "../edges/variant-resolver.js";
 import type { HostAdapter } from "../hosts/host-adapter.js";
 import { apiError, apiErrorFrom, type ApiErrorResponse, type ApiFlavor } from "./api-error.js";
-import { parseCredentials } from "./auth.js";
+import { decodeOllamaPublicKey, ollamaPublicKeyText, parseCredentials, verifyOllamaSignature } from "./auth.js";
 import { ProxyError } from "./errors.js";
 import type { SidecarMetrics } from "./metrics.js";
 import { createModelRenamer, createResponseRewriter, responseKindFor } from "./model-rewrite.js";
@@ -33,6 +34,10 @@ const MAX_BODY_BYTES = 32 << 20;
 export interface AppDeps {
   readonly registry: () => ModelRegistry;
   readonly authenticate: (token: string, now: number) => Promise<AuthResult>;
+  /** The manifest in force under an id (for enrolled Ollama keys). */
+  readonly activeManifest?: (id: string) => KeyManifest | undefined;
+  /** Enrolled Ollama public keys (OLLAMA_AUTH request signatures). */
+  readonly enrollments?: Enrollments;
   readonly resolver: VariantResolver;
   readonly host: HostAdapter;
   readonly audit: AuditLog;
@@ -203,6 +208,43 @@ export function buildApp(deps: AppDeps): Express {
     },
   });
 
+  // No replay cache for Ollama signatures: the client signs only method, path and a whole-second
+  // timestamp with deterministic ed25519, so two identical requests in one second carry the same
+  // signature and a replay cache would refuse the second. Freshness (±120 s) is the protection;
+  // docs/proxy-routes.md explains the risk (a captured header is reusable within the window).
+
+  // Enroll an ollama CLI public key for the caller's manifest (token-authenticated).
+  app.post("/secneuron/v1/enroll", async (req: Request, res: Response) => {
+    const sreq = req as SnRequest;
+    sreq.sn = { id: randomUUID(), start: performance.now() };
+    try {
+      if (!deps.enrollments) throw new AccessError("ROUTE_NOT_SUPPORTED", 501, "enrollment is not enabled on this sidecar");
+      const creds = parseCredentials(req.headersDistinct, "ollama");
+      if (isDenial(creds)) return deny(sreq, res, "ollama", creds.error);
+      if (creds.kind !== "token") throw new ProxyError("AUTH_MISSING", "enrollment needs the manifest's API token (Authorization: Bearer <token>)");
+      const auth = await deps.authenticate(creds.token, now());
+      if (!auth.ok) throw new ProxyError("AUTH_INVALID", "invalid API token");
+      let body: { publicKey?: unknown };
+      try {
+        body = JSON.parse((await readBody(req, 64 << 10)).toString("utf8")) as { publicKey?: unknown };
+      } catch (e) {
+        if (e instanceof ProxyError) throw e;
+        throw new ProxyError("BODY_NOT_JSON", "body must be JSON: {\"publicKey\": \"ssh-ed25519 AAAA...\"}");
+      }
+      const text = typeof body.publicKey === "string" ? body.publicKey.trim().split(/\s+/) : [];
+      const b64 = text[0] === "ssh-ed25519" ? text[1] : text[0];
+      const raw = b64 ? decodeOllamaPublicKey(b64) : undefined;
+      if (!raw) throw new ProxyError("BODY_FIELD_TYPE", "publicKey must be an ed25519 public key: the contents of ~/.ollama/id_ed25519.pub");
+      const keyText = ollamaPublicKeyText(raw);
+      deps.enrollments.enroll(keyText, auth.manifest, auth.userKey as UserKey, now());
+      sreq.sn.caller = { manifest: auth.manifest, manifestId: auth.manifest.id, subject: auth.manifest.subject, attributes: auth.manifest.attributes, models: auth.manifest.models, userKey: auth.userKey as UserKey };
+      res.json({ enrolled: true, subject: auth.manifest.subject, manifest: auth.manifest.id, publicKey: keyText });
+      audit(sreq, res, "allow", "enroll");
+    } catch (e) {
+      deny(sreq, res, "ollama", e);
+    }
+  });
+
   app.use(async (req: Request, res: Response, next) => {
     const sreq = req as SnRequest;
     const p: Pending = { id: randomUUID(), start: performance.now() };
@@ -225,13 +267,24 @@ export function buildApp(deps: AppDeps): Express {
       }
       // Authenticate.
       const creds = parseCredentials(req.headersDistinct, flavor);
-      if (isDenial(creds as { kind: string })) return deny(sreq, res, flavor, (creds as unknown as { error: unknown }).error);
-      const c = creds as { kind: string; token?: string };
-      if (c.kind !== "token" || !c.token) throw new ProxyError("AUTH_INVALID", "this sidecar accepts API tokens (Authorization: Bearer <token> or X-Api-Key)");
-      const auth = await deps.authenticate(c.token, now());
-      if (!auth.ok) throw new ProxyError("AUTH_INVALID", auth.reason === "expired" ? "this key has expired" : auth.reason === "not_yet_valid" ? "this key is not valid yet" : "invalid API token");
-      const manifest = auth.manifest;
-      const caller = { manifest, manifestId: manifest.id, subject: manifest.subject, attributes: manifest.attributes, models: manifest.models, userKey: auth.userKey as UserKey };
+      if (isDenial(creds)) return deny(sreq, res, flavor, creds.error);
+      let manifest: KeyManifest;
+      let userKey: UserKey;
+      if (creds.kind === "ollama-signature") {
+        // An unmodified ollama CLI (OLLAMA_AUTH=1): a fresh signature by an enrolled key.
+        const v = verifyOllamaSignature(creds, { method: req.method, path: m.path, query: m.query, nowSeconds: Math.floor(now() / 1000) }, flavor);
+        if (isDenial(v)) return deny(sreq, res, flavor, v.error);
+        const bound = deps.enrollments?.resolve(creds.publicKeyText, (id) => deps.activeManifest?.(id), now());
+        if (!bound) throw new ProxyError("AUTH_INVALID", "this public key is not enrolled, or its key manifest is no longer in force (enroll with POST /secneuron/v1/enroll)");
+        ({ manifest, userKey } = bound);
+      } else {
+        if (creds.kind !== "token") throw new ProxyError("AUTH_MISSING", "an API token is required (Authorization: Bearer <token> or X-Api-Key)");
+        const auth = await deps.authenticate(creds.token, now());
+        if (!auth.ok) throw new ProxyError("AUTH_INVALID", auth.reason === "expired" ? "this key has expired" : auth.reason === "not_yet_valid" ? "this key is not valid yet" : "invalid API token");
+        manifest = auth.manifest;
+        userKey = auth.userKey as UserKey;
+      }
+      const caller = { manifest, manifestId: manifest.id, subject: manifest.subject, attributes: manifest.attributes, models: manifest.models, userKey };
       p.caller = caller;
       const role = manifest.attributes.includes("role:admin") ? "admin" : "user";
       const denied = checkRouteAccess(m, role);

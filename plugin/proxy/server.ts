@@ -11,6 +11,7 @@ import { SecNeuronError } from "../errors.js";
 import { AuditLog } from "../edges/audit-log.js";
 import { loadAuthorityPublic } from "../edges/authority.js";
 import { ManifestWatcher, type ManifestLogger } from "../edges/manifests/watcher.js";
+import { Enrollments } from "../edges/enrollments.js";
 import { ModelRegistry } from "../edges/model-registry.js";
 import { isMemoryFilesystem } from "../edges/unseal.js";
 import { VariantCache } from "../edges/variant-cache.js";
@@ -108,8 +109,10 @@ export class Sidecar {
     });
     const activeCallers = (): Array<Pick<Caller, "attributes" | "models">> =>
       watcher.current().entries().map((e) => ({ attributes: e.manifest.attributes, models: e.manifest.models }));
+    const enrollments = new Enrollments();
     watcher.onRevoke((manifest, info) => {
       resolver.forgetManifest(manifest.id);
+      enrollments.forgetManifest(manifest.id);
       void resolver.revokeUnjustified(registry.list(), activeCallers()).then((n) => {
         log({ level: "info", msg: "manifest revoked", id: manifest.id, subject: manifest.subject, reason: info.reason, variantsRevoked: n });
       }, (e: Error) => log({ level: "error", msg: "live revoke failed", error: e.message }));
@@ -124,6 +127,8 @@ export class Sidecar {
     const app = buildApp({
       registry: () => registry,
       authenticate: (token, now) => watcher.authenticate(token, now),
+      activeManifest: (id) => watcher.current().get(id)?.manifest,
+      enrollments,
       resolver, host, audit, metrics, version: SIDECAR_VERSION, logPrompts: opts.logPrompts,
       health: () => {
         updateGauges();
