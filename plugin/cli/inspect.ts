@@ -43,12 +43,13 @@ function renderText(path: string, s: ModelSummary, digest: string | undefined, s
       lines.push(`sealed        INVALID sealed metadata: ${s.sealed.error.code}: ${s.sealed.error.message}`);
     } else {
       const z = s.sealed;
-      lines.push(`sealed        ${z.nodes.length} nodes, ${z.sealedNeurons} neurons, ${formatBytes(z.sealedBytes)} encrypted; signature ${z.signatureValid ? "valid" : "INVALID"}`);
+      lines.push(`sealed        ${z.nodes.length} nodes, ${z.sealedNeurons} neurons, ${z.sealedHeads > 0 ? `${z.sealedHeads} head groups, ` : ""}${formatBytes(z.sealedBytes)} encrypted; signature ${z.signatureValid ? "valid" : "INVALID"}`);
       lines.push(`              authority ${z.authority.slice(0, 16)}…, issuer ${z.issuer.slice(0, 16)}…, plaintext sha256 ${z.plaintextSha256.slice(0, 16)}…`);
       lines.push(`              per task: ${Object.entries(z.neuronsPerTask).map(([t, n]) => `${t} ${n}`).join(", ")}`);
       lines.push("policy tree:");
       for (const n of z.nodes) {
         lines.push(`  ${n.id.padEnd(24)} ${String(n.neurons).padStart(7)} neurons ${formatBytes(n.bytes).padStart(10)}  layers ${Object.entries(n.perLayer).map(([l, c]) => `${l}:${c}`).join(" ")}`);
+        if (n.heads > 0) lines.push(`  ${"".padEnd(24)} ${String(n.heads).padStart(7)} head groups  layers ${Object.entries(n.headsPerLayer).map(([l, c]) => `${l}:${c}`).join(" ")}`);
         lines.push(`  ${"".padEnd(24)} policies: ${n.policies.join(" | ")}`);
       }
     }

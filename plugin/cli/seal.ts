@@ -12,12 +12,14 @@ import { formatBytes, progressBar, type ProgressBar } from "./progress.js";
 
 const HELP = `Usage: secneuron seal --model <in.gguf> --profile <profile.json> --lock <task,...>
                       --authority <dir> --out <out.sn.gguf>
-                      [--ratio 0.05 | --count N] [--scoring ratio|penalty|importance] [--penalty 1]
+                      [--ratio 0.05 | --count N] [--head-ratio f | --head-count N]
+                      [--scoring ratio|penalty|importance] [--penalty 1]
                       [--policy '<task>=<expression>' ...] [--no-admin] [--force] [--json]
 
-Selects, per locked task, the FFN neurons the profile marks as specific to it, groups them into
-the layered policy tree (single-task nodes, nodes shared by several locked tasks), encrypts their
-ffn_gate and ffn_up rows with one AES-256-GCM key per node, wraps each node key with CP-ABE
+Selects, per locked task, the FFN neurons (and, with --head-ratio/--head-count, the attention
+head groups) the profile marks as specific to it, groups them into the layered policy tree
+(single-task nodes, nodes shared by several locked tasks), encrypts their ffn_gate and ffn_up
+rows (attn_q, attn_k and attn_v rows for head groups) with one AES-256-GCM key per node, wraps each node key with CP-ABE
 under the node's task policies and signs the header with the authority's issuer key. The input
 is never modified; the output is written to a temporary file and renamed into place.
 
@@ -29,6 +31,9 @@ Options:
   --out <file>          sealed model to write (conventionally *.sn.gguf)
   --ratio <f>           fraction of the profiled FFN neurons each task seals (default 0.05)
   --count <n>           exact number of neurons per task (overrides --ratio)
+  --head-ratio <f>      fraction of the profiled attention head groups each task seals (default 0:
+                        none; needs a profile with head importances)
+  --head-count <n>      exact number of head groups per task (overrides --head-ratio)
   --scoring <s>         ratio (default: specificity), penalty, importance
   --penalty <l>         lambda for --scoring penalty (default 1)
   --policy <t=expr>     policy for a task (default task:<t>), e.g. 'code=task:code and tier:pro';
@@ -50,7 +55,8 @@ export const sealCommand: Command = {
   help: HELP,
   options: {
     model: { type: "string" }, profile: { type: "string" }, lock: { type: "string", multiple: true }, authority: { type: "string" },
-    out: { type: "string" }, ratio: { type: "string" }, count: { type: "string" }, scoring: { type: "string" }, penalty: { type: "string" },
+    out: { type: "string" }, ratio: { type: "string" }, count: { type: "string" },
+    "head-ratio": { type: "string" }, "head-count": { type: "string" }, scoring: { type: "string" }, penalty: { type: "string" },
     policy: { type: "string", multiple: true }, "no-admin": { type: "boolean" }, force: { type: "boolean" },
   },
   async run(values, positionals, io) {
@@ -82,7 +88,8 @@ export const sealCommand: Command = {
     const bars = new Map<string, ProgressBar>();
     const summary = await sealModel({
       model, out, profile, authority,
-      lock: { tasks: lock, ratio: num(values.ratio, "--ratio"), count: num(values.count, "--count"), scoring, penalty: num(values.penalty, "--penalty") },
+      lock: { tasks: lock, ratio: num(values.ratio, "--ratio"), count: num(values.count, "--count"),
+        headRatio: num(values["head-ratio"], "--head-ratio"), headCount: num(values["head-count"], "--head-count"), scoring, penalty: num(values.penalty, "--penalty") },
       tree: { policies, admin: !values["no-admin"] },
       onProgress: io.isTTY && !values.json ? (phase, done, total) => {
         let b = bars.get(phase);
@@ -96,8 +103,9 @@ export const sealCommand: Command = {
     } else {
       io.out(`sealed ${model} -> ${summary.out} in ${summary.seconds.toFixed(2)} s (backend ${summary.backend})`);
       io.out(`plaintext sha256 ${summary.plaintextSha256}; authority ${summary.authority.slice(0, 16)}…`);
-      io.out(`${summary.sealedNeurons} neurons, ${formatBytes(summary.sealedBytes)} sealed in ${summary.nodes.length} node(s):`);
-      for (const n of summary.nodes) io.out(`  ${n.id.padEnd(20)} ${String(n.neurons).padStart(7)} neurons  ${formatBytes(n.bytes).padStart(10)}  policies: ${n.policies.join(" | ")}`);
+      const heads = (n: number): string => (summary.sealedHeads > 0 ? ` ${String(n).padStart(5)} head groups` : "");
+      io.out(`${summary.sealedNeurons} neurons${summary.sealedHeads > 0 ? `, ${summary.sealedHeads} head groups` : ""}, ${formatBytes(summary.sealedBytes)} sealed in ${summary.nodes.length} node(s):`);
+      for (const n of summary.nodes) io.out(`  ${n.id.padEnd(20)} ${String(n.neurons).padStart(7)} neurons${heads(n.heads)}  ${formatBytes(n.bytes).padStart(10)}  policies: ${n.policies.join(" | ")}`);
     }
     return 0;
   },

@@ -43,6 +43,16 @@ export function isFfnNeuronTensor(t: GgufTensorInfo): boolean {
   return t.ne.length >= 2 && /^blk\.\d+\.ffn_(gate|up|gate_up)(_exps)?\.weight$/.test(t.name);
 }
 
+/** Attention head tensors: rows of blk.N.attn_q / attn_k / attn_v (fused attn_qkv too). */
+export function isAttnHeadTensor(t: GgufTensorInfo): boolean {
+  return t.ne.length >= 2 && /^blk\.\d+\.attn_(q|k|v|qkv)\.weight$/.test(t.name);
+}
+
+/** Both neuron kinds: FFN gate/up rows and attention q/k/v rows. */
+export function isNeuronTensor(t: GgufTensorInfo): boolean {
+  return isFfnNeuronTensor(t) || isAttnHeadTensor(t);
+}
+
 export function isMatrixTensor(t: GgufTensorInfo): boolean {
   return t.ne.length >= 2 && t.ne.slice(1).some((n) => n > 1);
 }

@@ -1,5 +1,5 @@
 /**
- * `seal`: encrypt the selected FFN neurons of a GGUF model into a new sealed GGUF. The input is
+ * `seal`: encrypt the selected FFN neurons (and attention head groups) of a GGUF model into a new sealed GGUF. The input is
  * only read. Two streaming passes: the first encrypts each sealed row into scratch memory to learn
  * its GCM tag (the header, written first, carries the tags), the second rewrites the file with the
  * sealed metadata and encrypts the same rows in place, checking that every tag comes out the same
@@ -12,7 +12,7 @@ import { encodeCiphertext, encrypt as abeEncrypt } from "../core/abe/fame.js";
 import { RowSpanTable, ROW_TAG_BYTES } from "../core/cipher/row-cipher.js";
 import { validateLlamaModel } from "../core/gguf/llama-check.js";
 import type { GgufHeader, GgufMetadata } from "../core/gguf/types.js";
-import { buildPolicyTree, nodeNeuronCount, type TreeOptions } from "../core/policy/tree.js";
+import { buildPolicyTree, nodeHeadCount, nodeNeuronCount, type TreeOptions } from "../core/policy/tree.js";
 import type { Profile } from "../core/profile/profile.js";
 import { selectNeurons, type LockSpec } from "../core/profile/select.js";
 import { wrapNodeKey } from "../core/seal/node-key-wrap.js";
@@ -38,8 +38,10 @@ export interface SealSummary {
   readonly out: string;
   readonly plaintextSha256: string;
   readonly authority: string;
-  readonly nodes: Array<{ id: string; tasks: string[]; policies: string[]; neurons: number; rows: number; bytes: number; perLayer: Record<string, number> }>;
+  readonly nodes: Array<{ id: string; tasks: string[]; policies: string[]; neurons: number; heads: number; rows: number; bytes: number; perLayer: Record<string, number>; headsPerLayer: Record<string, number> }>;
   readonly sealedNeurons: number;
+  /** Attention head groups sealed, all nodes. */
+  readonly sealedHeads: number;
   readonly sealedBytes: number;
   readonly fileSize: number;
   readonly seconds: number;
@@ -95,6 +97,9 @@ export async function sealModel(opts: SealOptions): Promise<SealSummary> {
   if (pm.architecture !== hp.architecture || pm.blockCount !== hp.blockCount || pm.feedForwardLength !== hp.feedForwardLength) {
     throw new SealError("SEAL_PROFILE_MISMATCH", `profile is for ${pm.architecture} with ${pm.blockCount} blocks and FFN width ${pm.feedForwardLength}; the model has ${hp.architecture}, ${hp.blockCount}, ${hp.feedForwardLength}`);
   }
+  if (pm.headGroups !== undefined && pm.headGroups !== hp.headCountKv) {
+    throw new SealError("SEAL_PROFILE_MISMATCH", `profile has ${pm.headGroups} attention head groups per layer; the model has n_head_kv ${hp.headCountKv}`);
+  }
   const plaintextSha256 = await sha256File(opts.model, header.fileSize, (d, t) => opts.onProgress?.("digest", d, t));
   if (pm.sha256 && pm.sha256 !== plaintextSha256) {
     throw new SealError("SEAL_PROFILE_MISMATCH", `profile was taken on a model with SHA-256 ${pm.sha256}, this one is ${plaintextSha256}`);
@@ -105,7 +110,7 @@ export async function sealModel(opts: SealOptions): Promise<SealSummary> {
   const backend = rowCipherBackend();
 
   const nodeKeys = tree.nodes.map(() => new Uint8Array(randomBytes(32)));
-  const nodeRowsList = tree.nodes.map((n) => nodeRows(header, n));
+  const nodeRowsList = tree.nodes.map((n) => nodeRows(header, hp, n));
   const fd = openSync(opts.model, "r");
   const sealedNodes: SealedNode[] = [];
   try {
@@ -193,13 +198,14 @@ export async function sealModel(opts: SealOptions): Promise<SealSummary> {
   const out = readGgufHeader(opts.out);
   validateLlamaModel(out);
   const nodes = sealedNodes.map((n, k) => ({
-    id: n.id, tasks: [...n.tasks], policies: [...n.policies], neurons: nodeNeuronCount(n), rows: nodeRowsList[k]!.length,
+    id: n.id, tasks: [...n.tasks], policies: [...n.policies], neurons: nodeNeuronCount(n), heads: nodeHeadCount(n), rows: nodeRowsList[k]!.length,
     bytes: nodeRowsList[k]!.reduce((s, r) => s + r.length, 0),
     perLayer: Object.fromEntries([...n.neurons].map(([l, idx]) => [String(l), idx.length])),
+    headsPerLayer: Object.fromEntries([...n.heads].map(([l, idx]) => [String(l), idx.length])),
   }));
   return {
     out: opts.out, plaintextSha256, authority: opts.authority.fingerprint, nodes,
-    sealedNeurons: nodes.reduce((s, n) => s + n.neurons, 0), sealedBytes: nodes.reduce((s, n) => s + n.bytes, 0),
+    sealedNeurons: nodes.reduce((s, n) => s + n.neurons, 0), sealedHeads: nodes.reduce((s, n) => s + n.heads, 0), sealedBytes: nodes.reduce((s, n) => s + n.bytes, 0),
     fileSize: out.fileSize, seconds: (performance.now() - t0) / 1000, backend: backend.name,
   };
 }

@@ -22,7 +22,7 @@ import { nodeRows, type SealedRow } from "../core/seal/plan.js";
 import { decodeSealedMetadata, sealedTree, verifySealedHeader, type SealedInfo } from "../core/seal/sealed-metadata.js";
 import { rowCipherBackend } from "./cipher-backend.js";
 import { readGgufHeader } from "./gguf-file.js";
-import { scanGguf, type ScanResult } from "./scan.js";
+import { isNeuronTensor, scanGguf, type ScanResult } from "./scan.js";
 import { rowRange } from "../core/gguf/rows.js";
 
 export class UnsealError extends SecNeuronError {}
@@ -40,11 +40,11 @@ export interface SealedModel {
 export function openSealedModel(path: string): SealedModel {
   const header = readGgufHeader(path);
   const hyperparams = validateLlamaModel(header);
-  const info = decodeSealedMetadata(header, hyperparams.feedForwardLength, hyperparams.blockCount);
+  const info = decodeSealedMetadata(header, hyperparams);
   if (!verifySealedHeader(header, info)) {
     throw new UnsealError("SEALED_BAD_SIGNATURE", `${path}: the sealed header's signature does not verify under issuer ${info.issuer} (the file was altered)`);
   }
-  return { path, header, hyperparams, info, rows: info.nodes.map((n) => nodeRows(header, n)) };
+  return { path, header, hyperparams, info, rows: info.nodes.map((n) => nodeRows(header, hyperparams, n)) };
 }
 
 /**
@@ -121,7 +121,10 @@ function* rowBatches(rows: readonly SealedRow[]): Generator<{ start: number; row
 export interface VariantOptions {
   /** Allow a target that is not a memory filesystem. */
   readonly allowDisk?: boolean;
-  /** Detection scan after decryption: every FFN gate/up row ("ffn", default) or none. */
+  /**
+   * Detection scan after decryption: every FFN gate/up row ("ffn", default; plus every attn_q/k/v
+   * row when the model seals attention head groups) or none.
+   */
   readonly scan?: "ffn" | "none";
 }
 
@@ -165,7 +168,10 @@ export class Variant {
       // the sealed file: rows outside the signed row map are the same bytes in both files.
       const [, scan] = await Promise.all([
         copyFile(model.path, tmp),
-        (opts.scan ?? "ffn") === "ffn" ? scanGguf(model.path) : Promise.resolve(undefined),
+        // Attention q/k/v rows are scanned too when the model seals head groups.
+        (opts.scan ?? "ffn") === "ffn"
+          ? scanGguf(model.path, model.info.nodes.some((n) => n.heads.size > 0) ? { tensors: isNeuronTensor } : {})
+          : Promise.resolve(undefined),
       ]);
       chmodSync(tmp, 0o600); // it will hold decrypted weights
       fd = openSync(tmp, "r+");

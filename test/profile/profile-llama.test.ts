@@ -59,8 +59,11 @@ function expectOracleSelection(p: Profile): void {
   expect(sel.perTask.get("digits")).toEqual(ORACLE_SKILLS.digits.neurons.map((index) => ({ layer: 0, index })));
 }
 
-/** Mirror of the reference forward pass for a single token at position 0: per-layer FFN activations. */
-function ffnActivationsAtPos0(tensors: ReadonlyMap<string, Float32Array>, d: { nEmbd: number; nFf: number; nLayer: number; nHead: number; nHeadKv: number; rmsEpsilon: number }, token: number): Float32Array[] {
+/**
+ * Mirror of the reference forward pass for a single token at position 0: per-layer FFN activations
+ * (and, in `attention`, per layer the attention output: the input of attn_output).
+ */
+function ffnActivationsAtPos0(tensors: ReadonlyMap<string, Float32Array>, d: { nEmbd: number; nFf: number; nLayer: number; nHead: number; nHeadKv: number; rmsEpsilon: number }, token: number, attention: Float32Array[] = []): Float32Array[] {
   const t = (n: string): Float32Array => {
     const v = tensors.get(n);
     if (!v) throw new Error(`missing ${n}`);
@@ -92,6 +95,7 @@ function ffnActivationsAtPos0(tensors: ReadonlyMap<string, Float32Array>, d: { n
     const att = new Float32Array(d.nEmbd);
     const group = d.nHead / d.nHeadKv;
     for (let h = 0; h < d.nHead; h++) for (let i = 0; i < hd; i++) att[h * hd + i] = v[Math.floor(h / group) * hd + i]!;
+    attention.push(att);
     const ao = mv(t(`${b}attn_output.weight`), att, d.nEmbd, d.nEmbd);
     for (let i = 0; i < d.nEmbd; i++) x[i]! += ao[i]!;
     const fn = rms(x, t(`${b}ffn_norm.weight`));
@@ -103,6 +107,24 @@ function ffnActivationsAtPos0(tensors: ReadonlyMap<string, Float32Array>, d: { n
     for (let i = 0; i < d.nEmbd; i++) x[i]! += dn[i]!;
   }
   return out;
+}
+
+/** Reference head group importances for one token: mean |a| over each group's r*hd features. */
+function groupMeans(att: Float32Array, groups: number): number[] {
+  const per = att.length / groups;
+  return Array.from({ length: groups }, (_, g) => {
+    let s = 0;
+    for (let i = g * per; i < (g + 1) * per; i++) s += Math.abs(att[i]!);
+    return s / per;
+  });
+}
+
+/** max_g |ref_g - imp_g| / max_g ref_g (both already >= 0). */
+function headRelErr(ref: readonly number[], heads: readonly number[] | undefined): number {
+  expect(heads).toHaveLength(ref.length);
+  let worst = 0;
+  for (let g = 0; g < ref.length; g++) worst = Math.max(worst, Math.abs(ref[g]! - heads![g]!));
+  return worst / Math.max(...ref);
 }
 
 /** max_i | |ref_i| - imp_i | / max_i |ref_i| */
@@ -134,6 +156,16 @@ describe("profileModel on the oracle", () => {
     for (const t of Object.values(profile.tasks)) expect(t.layers[1]!.importance.every((v) => v === 0)).toBe(true);
   });
 
+  it("records one finite head importance per attention head group and layer", () => {
+    expect(profile.model.headGroups).toBe(ORACLE_DIMS.nHeadKv);
+    for (const t of Object.values(profile.tasks)) {
+      for (const l of t.layers) {
+        expect(l.heads).toHaveLength(ORACLE_DIMS.nHeadKv);
+        for (const v of l.heads!) expect(Number.isFinite(v) && v >= 0).toBe(true);
+      }
+    }
+  });
+
   it("the most task-specific neurons are exactly the oracle's skill neurons", () => {
     expectOracleSelection(profile);
     // Only skill neurons fire at all, each on its own character.
@@ -157,8 +189,17 @@ describe("activations match an independent forward pass", () => {
   it("oracle: layer-0 ffn_down input of one token", async () => {
     const w = oracleReferenceWeights("f32");
     const p = await profileModel({ modelPath: files.f32, tasks: { one: ["q"] }, addSpecial: false, kvType: "f32", hashModel: false });
-    const ref = ffnActivationsAtPos0(w.tensors, ORACLE_DIMS, BYTE_VOCAB.byteBase + "q".charCodeAt(0));
+    const att: Float32Array[] = [];
+    const ref = ffnActivationsAtPos0(w.tensors, ORACLE_DIMS, BYTE_VOCAB.byteBase + "q".charCodeAt(0), att);
     expect(relErr(ref[0]!, p.tasks.one!.layers[0]!.importance)).toBeLessThan(1e-4);
+    // The oracle's attn_output weights are zero, but their input (the heads' output) is not.
+    const heads0 = groupMeans(att[0]!, ORACLE_DIMS.nHeadKv);
+    expect(Math.max(...heads0)).toBeGreaterThan(0);
+    for (let l = 0; l < ORACLE_DIMS.nLayer; l++) {
+      const r = groupMeans(att[l]!, ORACLE_DIMS.nHeadKv);
+      if (Math.max(...r) > 0) expect(headRelErr(r, p.tasks.one!.layers[l]!.heads), `layer ${l}`).toBeLessThan(1e-4);
+      else expect(p.tasks.one!.layers[l]!.heads!.every((v) => v === 0)).toBe(true);
+    }
     const n = LETTER_NEURON_BY_CHAR[LETTERS.indexOf("q")]!;
     expect(p.tasks.one!.layers[0]!.importance[n]).toBeGreaterThan(100);
     expect(p.tasks.one!.layers[0]!.meanSquare![n]).toBeCloseTo(ref[0]![n]! ** 2, -1);
@@ -179,8 +220,11 @@ describe("activations match an independent forward pass", () => {
     const path = join(scratch.dir, "random-f32.gguf");
     await writeGgufFile(path, llamaMetadata(d, "random-f32", 0), tensors.map((t) => ({ name: t.name, ne: t.ne, type: t.type, data: new Uint8Array(t.values.buffer) })));
     const p = await profileModel({ modelPath: path, tasks: { one: ["k"] }, addSpecial: false, kvType: "f32", hashModel: false });
-    const ref = ffnActivationsAtPos0(new Map(tensors.map((t) => [t.name, t.values])), d, BYTE_VOCAB.byteBase + "k".charCodeAt(0));
+    const att: Float32Array[] = [];
+    const ref = ffnActivationsAtPos0(new Map(tensors.map((t) => [t.name, t.values])), d, BYTE_VOCAB.byteBase + "k".charCodeAt(0), att);
     for (let l = 0; l < d.nLayer; l++) expect(relErr(ref[l]!, p.tasks.one!.layers[l]!.importance), `layer ${l}`).toBeLessThan(1e-4);
+    expect(p.model.headGroups).toBe(d.nHeadKv);
+    for (let l = 0; l < d.nLayer; l++) expect(headRelErr(groupMeans(att[l]!, d.nHeadKv), p.tasks.one!.layers[l]!.heads), `heads of layer ${l}`).toBeLessThan(1e-4);
   });
 });
 

@@ -8,7 +8,7 @@ import { validateLlamaModel, type LlamaHyperparams } from "./llama-check.js";
 import type { GgufHeader, GgufValue } from "./types.js";
 import { decodeSealedMetadata, isSealed, verifySealedHeader } from "../seal/sealed-metadata.js";
 import { nodeRows } from "../seal/plan.js";
-import { nodeNeuronCount } from "../policy/tree.js";
+import { nodeHeadCount, nodeNeuronCount } from "../policy/tree.js";
 
 export interface SealedSummary {
   readonly version: number;
@@ -17,8 +17,10 @@ export interface SealedSummary {
   readonly issuer: string;
   readonly plaintextSha256: string;
   readonly signatureValid: boolean;
-  readonly nodes: ReadonlyArray<{ id: string; tasks: readonly string[]; policies: readonly string[]; neurons: number; rows: number; bytes: number; perLayer: Record<string, number> }>;
+  readonly nodes: ReadonlyArray<{ id: string; tasks: readonly string[]; policies: readonly string[]; neurons: number; heads: number; rows: number; bytes: number; perLayer: Record<string, number>; headsPerLayer: Record<string, number> }>;
   readonly sealedNeurons: number;
+  /** Attention head groups sealed, all nodes. */
+  readonly sealedHeads: number;
   readonly sealedBytes: number;
   /** Per task: neurons in nodes that serve it. */
   readonly neuronsPerTask: Record<string, number>;
@@ -95,13 +97,14 @@ export function summarizeGguf(h: GgufHeader): ModelSummary {
   if (isSealed(h.metadata)) {
     try {
       if (!hyperparams) throw new SecNeuronError("SEALED_NOT_LOADABLE", "the sealed model does not pass llama.cpp validation");
-      const info = decodeSealedMetadata(h, hyperparams.feedForwardLength, hyperparams.blockCount);
+      const info = decodeSealedMetadata(h, hyperparams);
       const nodes = info.nodes.map((n) => {
-        const rows = nodeRows(h, n);
+        const rows = nodeRows(h, hyperparams!, n);
         return {
-          id: n.id, tasks: n.tasks, policies: n.policies, neurons: nodeNeuronCount(n), rows: rows.length,
+          id: n.id, tasks: n.tasks, policies: n.policies, neurons: nodeNeuronCount(n), heads: nodeHeadCount(n), rows: rows.length,
           bytes: rows.reduce((a, r) => a + r.length, 0),
           perLayer: Object.fromEntries([...n.neurons].map(([l, idx]) => [String(l), idx.length])),
+          headsPerLayer: Object.fromEntries([...n.heads].map(([l, idx]) => [String(l), idx.length])),
         };
       });
       const neuronsPerTask: Record<string, number> = {};
@@ -109,7 +112,7 @@ export function summarizeGguf(h: GgufHeader): ModelSummary {
       sealed = {
         version: info.version, scheme: info.scheme, authority: info.authority, issuer: info.issuer, plaintextSha256: info.plaintextSha256,
         signatureValid: verifySealedHeader(h, info), nodes, neuronsPerTask,
-        sealedNeurons: nodes.reduce((a, n) => a + n.neurons, 0), sealedBytes: nodes.reduce((a, n) => a + n.bytes, 0),
+        sealedNeurons: nodes.reduce((a, n) => a + n.neurons, 0), sealedHeads: nodes.reduce((a, n) => a + n.heads, 0), sealedBytes: nodes.reduce((a, n) => a + n.bytes, 0),
       };
     } catch (e) {
       if (!(e instanceof SecNeuronError)) throw e;

@@ -1,6 +1,6 @@
 /**
- * The layered policy tree: every sealed neuron belongs to exactly one node; a node is the set of
- * locked tasks that selected the neuron. Task-exclusive neurons sit in single-task nodes, neurons
+ * The layered policy tree: every sealed neuron (FFN neuron or attention head group) belongs to
+ * exactly one node; a node is the set of locked tasks that selected the neuron. Task-exclusive neurons sit in single-task nodes, neurons
  * several locked tasks need sit in the node of that task set. A node's key is wrapped once per
  * task of the node, under that task's policy (by default `task:<name> or admin`): holding any one
  * of them unlocks the node. Wrapping per task, rather than under one OR of all of them, keeps
@@ -19,6 +19,8 @@ export interface TreeNode {
   readonly policies: readonly string[];
   /** Sealed neurons: layer -> sorted neuron indices. */
   readonly neurons: ReadonlyMap<number, readonly number[]>;
+  /** Sealed attention head groups: layer -> sorted group indices (empty map when none). */
+  readonly heads: ReadonlyMap<number, readonly number[]>;
 }
 
 export interface PolicyTree {
@@ -49,40 +51,54 @@ export function buildPolicyTree(selection: Selection, options: TreeOptions = {})
   for (const t of Object.keys(options.policies ?? {})) {
     if (!selection.perTask.has(t)) throw new PolicyError("policy-unknown-task", `a policy is given for '${t}', which is not locked`, { task: t });
   }
-  const owners = new Map<string, { ref: NeuronRef; tasks: string[] }>();
-  for (const [task, refs] of selection.perTask) {
-    for (const ref of refs) {
-      const k = `${ref.layer}:${ref.index}`;
-      const o = owners.get(k) ?? { ref, tasks: [] };
-      o.tasks.push(task);
-      owners.set(k, o);
+  const owners = new Map<string, { kind: "neurons" | "heads"; ref: NeuronRef; tasks: string[] }>();
+  const own = (kind: "neurons" | "heads", perTask: ReadonlyMap<string, readonly NeuronRef[]>): void => {
+    for (const [task, refs] of perTask) {
+      for (const ref of refs) {
+        const k = `${kind}:${ref.layer}:${ref.index}`;
+        const o = owners.get(k) ?? { kind, ref, tasks: [] };
+        o.tasks.push(task);
+        owners.set(k, o);
+      }
     }
-  }
-  const nodes = new Map<string, { tasks: string[]; neurons: Map<number, number[]> }>();
-  for (const { ref, tasks } of owners.values()) {
+  };
+  own("neurons", selection.perTask);
+  if (selection.perTaskHeads) own("heads", selection.perTaskHeads);
+  const nodes = new Map<string, { tasks: string[]; neurons: Map<number, number[]>; heads: Map<number, number[]> }>();
+  for (const { kind, ref, tasks } of owners.values()) {
     tasks.sort();
     const id = tasks.join("+");
-    const n = nodes.get(id) ?? { tasks, neurons: new Map() };
-    const list = n.neurons.get(ref.layer) ?? [];
+    const n = nodes.get(id) ?? { tasks, neurons: new Map(), heads: new Map() };
+    const list = n[kind].get(ref.layer) ?? [];
     list.push(ref.index);
-    n.neurons.set(ref.layer, list);
+    n[kind].set(ref.layer, list);
     nodes.set(id, n);
   }
+  const sorted = (m: Map<number, number[]>): Map<number, number[]> =>
+    new Map([...m.entries()].sort((a, b) => a[0] - b[0]).map(([l, idx]) => [l, idx.sort((a, b) => a - b)]));
   const out: TreeNode[] = [...nodes.entries()]
     .sort(([a, x], [b, y]) => x.tasks.length - y.tasks.length || (a < b ? -1 : a > b ? 1 : 0))
     .map(([id, n]) => ({
       id,
       tasks: n.tasks,
       policies: n.tasks.map((t) => taskPolicy(t, options)),
-      neurons: new Map([...n.neurons.entries()].sort((a, b) => a[0] - b[0]).map(([l, idx]) => [l, idx.sort((a, b) => a - b)])),
+      neurons: sorted(n.neurons),
+      heads: sorted(n.heads),
     }));
   return { nodes: out };
 }
 
-/** Neurons in a node. */
-export function nodeNeuronCount(node: TreeNode): number {
+/** FFN neurons in a node. */
+export function nodeNeuronCount(node: Pick<TreeNode, "neurons">): number {
   let n = 0;
   for (const idx of node.neurons.values()) n += idx.length;
+  return n;
+}
+
+/** Attention head groups in a node. */
+export function nodeHeadCount(node: Pick<TreeNode, "heads">): number {
+  let n = 0;
+  for (const idx of node.heads.values()) n += idx.length;
   return n;
 }
 

@@ -1,6 +1,6 @@
 /**
  * Neuron profiles (format `secneuron-profile` v1, spec in docs/profile-format.md): for each task,
- * layer and FFN neuron, how much the neuron matters to the task. Produced by `secneuron profile`
+ * layer and FFN neuron (and, optionally, attention head group), how much it matters to the task. Produced by `secneuron profile`
  * from llama.cpp activations, or written by hand for fixtures whose skill neurons are known.
  * Parsing is strict: every error names the JSON path.
  */
@@ -15,6 +15,11 @@ export interface LayerStats {
   readonly importance: readonly number[];
   /** Per neuron: mean activation^2 (optional). */
   readonly meanSquare?: readonly number[];
+  /**
+   * Per attention head group g (0..model.headGroups-1, optional): mean |a| of the group's
+   * attention output (the input of attn_output restricted to the group's features).
+   */
+  readonly heads?: readonly number[];
 }
 
 export interface TaskProfile {
@@ -31,6 +36,8 @@ export interface Profile {
     readonly architecture: string;
     readonly blockCount: number;
     readonly feedForwardLength: number;
+    /** Attention head groups per layer (n_head_kv); required when any layer has `heads`. */
+    readonly headGroups?: number;
   };
   /** Free-form provenance: tool, corpus files, date. */
   readonly source?: Readonly<Record<string, string>>;
@@ -58,9 +65,9 @@ function uint(v: unknown, path: string, max = Number.MAX_SAFE_INTEGER): number {
   return v;
 }
 
-function numbers(v: unknown, path: string, length: number): number[] {
+function numbers(v: unknown, path: string, length: number, unit = "neuron"): number[] {
   if (!Array.isArray(v)) fail(path, "expected an array of numbers");
-  if (v.length !== length) fail(path, `expected ${length} values (one per neuron), got ${v.length}`);
+  if (v.length !== length) fail(path, `expected ${length} values (one per ${unit}), got ${v.length}`);
   for (let i = 0; i < v.length; i++) {
     const x = v[i];
     if (typeof x !== "number" || !Number.isFinite(x) || x < 0) fail(`${path}[${i}]`, `expected a finite number >= 0, got ${JSON.stringify(x)}`);
@@ -80,11 +87,13 @@ export function parseProfile(json: unknown): Profile {
   if (json.version !== PROFILE_VERSION) fail("$.version", `unsupported version ${JSON.stringify(json.version)} (supported: ${PROFILE_VERSION})`);
   const m = json.model;
   if (!isObject(m)) fail("$.model", "expected an object");
-  onlyKeys(m, "$.model", ["sha256", "architecture", "blockCount", "feedForwardLength"]);
+  onlyKeys(m, "$.model", ["sha256", "architecture", "blockCount", "feedForwardLength", "headGroups"]);
   if (m.sha256 !== undefined && (typeof m.sha256 !== "string" || !/^[0-9a-f]{64}$/.test(m.sha256))) fail("$.model.sha256", "expected 64 lowercase hex digits");
   if (typeof m.architecture !== "string" || m.architecture.length === 0) fail("$.model.architecture", "expected a string");
   const blockCount = uint(m.blockCount, "$.model.blockCount", 1024);
   const nFf = uint(m.feedForwardLength, "$.model.feedForwardLength", 1 << 20);
+  const headGroups = m.headGroups === undefined ? undefined : uint(m.headGroups, "$.model.headGroups", 4096);
+  if (headGroups === 0) fail("$.model.headGroups", "expected an integer in 1..4096, got 0");
   if (json.source !== undefined) {
     if (!isObject(json.source)) fail("$.source", "expected an object of strings");
     for (const [k, v] of Object.entries(json.source)) if (typeof v !== "string") fail(`$.source.${k}`, "expected a string");
@@ -105,20 +114,25 @@ export function parseProfile(json: unknown): Profile {
     const layers = t.layers.map((l: unknown, i: number): LayerStats => {
       const lp = `${p}.layers[${i}]`;
       if (!isObject(l)) fail(lp, "expected an object");
-      onlyKeys(l, lp, ["layer", "importance", "meanSquare"]);
+      onlyKeys(l, lp, ["layer", "importance", "meanSquare", "heads"]);
       const layer = uint(l.layer, `${lp}.layer`, blockCount - 1);
       if (seen.has(layer)) fail(`${lp}.layer`, `layer ${layer} appears twice`);
       seen.add(layer);
       const importance = numbers(l.importance, `${lp}.importance`, nFf);
       const meanSquare = l.meanSquare === undefined ? undefined : numbers(l.meanSquare, `${lp}.meanSquare`, nFf);
-      return meanSquare ? { layer, importance, meanSquare } : { layer, importance };
+      let heads: number[] | undefined;
+      if (l.heads !== undefined) {
+        if (headGroups === undefined) fail(`${lp}.heads`, "head importances need $.model.headGroups");
+        heads = numbers(l.heads, `${lp}.heads`, headGroups, "head group");
+      }
+      return { layer, importance, ...(meanSquare ? { meanSquare } : {}), ...(heads ? { heads } : {}) };
     });
     tasks[name] = { tokens, layers };
   }
   return {
     format: PROFILE_FORMAT,
     version: PROFILE_VERSION,
-    model: { ...(m.sha256 ? { sha256: m.sha256 as string } : {}), architecture: m.architecture, blockCount, feedForwardLength: nFf },
+    model: { ...(m.sha256 ? { sha256: m.sha256 as string } : {}), architecture: m.architecture, blockCount, feedForwardLength: nFf, ...(headGroups !== undefined ? { headGroups } : {}) },
     ...(json.source ? { source: json.source as Record<string, string> } : {}),
     tasks,
   };

@@ -9,6 +9,9 @@
  * 0/0. In a small model this ratio removed a task with far less collateral damage than
  * "imp_t - lambda * others" (kept as "penalty" scoring) or raw importance (NOTES.md). Neurons with
  * imp_t = 0 are never selected. Ties break by (layer, index), so selection is deterministic.
+ *
+ * Attention head groups (the second neuron kind, profile `heads`) are scored the same way over
+ * groups, per layer, and selected separately: `headRatio` / `headCount` (default none).
  */
 import { SecNeuronError } from "../../errors.js";
 import type { Profile } from "./profile.js";
@@ -27,20 +30,34 @@ export interface LockSpec {
   readonly penalty?: number;
   /** Only these layers (default: every profiled layer). */
   readonly layers?: readonly number[];
+  /**
+   * Fraction of all profiled attention head groups each task seals (default 0: no heads), unless
+   * `headCount` is set. Needs a profile with head importances (`model.headGroups`).
+   */
+  readonly headRatio?: number;
+  /** Exact number of head groups per task (overrides headRatio); per-task counts as a map. */
+  readonly headCount?: number | Readonly<Record<string, number>>;
 }
 
+/** An FFN neuron (index = neuron) or, in head lists, an attention head group (index = group). */
 export interface NeuronRef {
   readonly layer: number;
   readonly index: number;
 }
 
 export interface Selection {
-  /** Per locked task: selected neurons sorted by (layer, index). */
+  /** Per locked task: selected FFN neurons sorted by (layer, index). */
   readonly perTask: ReadonlyMap<string, readonly NeuronRef[]>;
+  /** Per locked task: selected attention head groups sorted by (layer, group); absent = none. */
+  readonly perTaskHeads?: ReadonlyMap<string, readonly NeuronRef[]>;
   readonly totalNeurons: number;
+  /** Head groups in the selectable layers (0 when the profile has no head importances). */
+  readonly totalHeads?: number;
 }
 
 export class SelectionError extends SecNeuronError {}
+
+type Unit = "neuron" | "head";
 
 export function selectNeurons(profile: Profile, spec: LockSpec): Selection {
   const scoring = spec.scoring ?? "ratio";
@@ -51,6 +68,7 @@ export function selectNeurons(profile: Profile, spec: LockSpec): Selection {
   }
   if (new Set(spec.tasks).size !== spec.tasks.length) throw new SelectionError("LOCK_DUPLICATE_TASK", "a task is listed twice");
   if (spec.ratio !== undefined && !(spec.ratio > 0 && spec.ratio <= 1)) throw new SelectionError("LOCK_BAD_RATIO", `ratio ${spec.ratio} must be in (0, 1]`);
+  if (spec.headRatio !== undefined && !(spec.headRatio >= 0 && spec.headRatio <= 1)) throw new SelectionError("LOCK_BAD_RATIO", `head ratio ${spec.headRatio} must be in [0, 1]`);
   if (!(lambda >= 0 && Number.isFinite(lambda))) throw new SelectionError("LOCK_BAD_PENALTY", `penalty ${lambda} must be a finite number >= 0`);
   const nFf = profile.model.feedForwardLength;
   const layerSet = new Set<number>();
@@ -61,26 +79,28 @@ export function selectNeurons(profile: Profile, spec: LockSpec): Selection {
     layers = [...spec.layers].sort((a, b) => a - b);
   }
   const totalNeurons = layers.length * nFf;
+  const headGroups = profile.model.headGroups ?? 0;
+  const totalHeads = layers.length * headGroups;
+  const wantHeads = spec.headCount !== undefined || (spec.headRatio ?? 0) > 0;
+  if (wantHeads && headGroups === 0) throw new SelectionError("LOCK_NO_HEADS", "head selection asked for, but the profile has no head importances (model.headGroups)");
 
-  const imp = (task: string, layer: number): readonly number[] | undefined => profile.tasks[task]!.layers.find((x) => x.layer === layer)?.importance;
+  const stats = (unit: Unit, task: string, layer: number): readonly number[] | undefined => {
+    const l = profile.tasks[task]!.layers.find((x) => x.layer === layer);
+    return unit === "neuron" ? l?.importance : l?.heads;
+  };
   const others = (task: string) => Object.keys(profile.tasks).filter((u) => u !== task);
 
-  const perTask = new Map<string, NeuronRef[]>();
-  for (const task of spec.tasks) {
-    const want = typeof spec.count === "number" ? spec.count : spec.count?.[task] ?? Math.round((spec.ratio ?? 0.05) * totalNeurons);
-    if (!Number.isInteger(want) || want < 0 || want > totalNeurons) {
-      throw new SelectionError("LOCK_BAD_COUNT", `neuron count ${want} for '${task}' must be an integer in 0..${totalNeurons}`);
-    }
+  const pick = (unit: Unit, task: string, want: number, width: number): NeuronRef[] => {
     const cands: Array<{ s: number; layer: number; index: number }> = [];
     for (const layer of layers) {
-      const mine = imp(task, layer);
+      const mine = stats(unit, task, layer);
       if (!mine) continue;
-      const rest = others(task).map((u) => imp(u, layer)).filter((x): x is readonly number[] => x !== undefined);
+      const rest = others(task).map((u) => stats(unit, u, layer)).filter((x): x is readonly number[] => x !== undefined);
       let mean = 0;
       for (const v of mine) mean += v;
       mean /= mine.length;
       const eps = 0.01 * mean + Number.MIN_VALUE;
-      for (let i = 0; i < nFf; i++) {
+      for (let i = 0; i < width; i++) {
         const a = mine[i]!;
         if (a <= 0) continue;
         let o = 0;
@@ -92,7 +112,22 @@ export function selectNeurons(profile: Profile, spec: LockSpec): Selection {
     cands.sort((x, y) => y.s - x.s || x.layer - y.layer || x.index - y.index);
     const chosen = cands.slice(0, want).map(({ layer, index }) => ({ layer, index }));
     chosen.sort((x, y) => x.layer - y.layer || x.index - y.index);
-    perTask.set(task, chosen);
+    return chosen;
+  };
+
+  const perTask = new Map<string, NeuronRef[]>();
+  const perTaskHeads = new Map<string, NeuronRef[]>();
+  for (const task of spec.tasks) {
+    const want = typeof spec.count === "number" ? spec.count : spec.count?.[task] ?? Math.round((spec.ratio ?? 0.05) * totalNeurons);
+    if (!Number.isInteger(want) || want < 0 || want > totalNeurons) {
+      throw new SelectionError("LOCK_BAD_COUNT", `neuron count ${want} for '${task}' must be an integer in 0..${totalNeurons}`);
+    }
+    perTask.set(task, pick("neuron", task, want, nFf));
+    const wantH = typeof spec.headCount === "number" ? spec.headCount : spec.headCount?.[task] ?? Math.round((spec.headRatio ?? 0) * totalHeads);
+    if (!Number.isInteger(wantH) || wantH < 0 || wantH > totalHeads) {
+      throw new SelectionError("LOCK_BAD_COUNT", `head group count ${wantH} for '${task}' must be an integer in 0..${totalHeads}`);
+    }
+    perTaskHeads.set(task, wantH > 0 ? pick("head", task, wantH, headGroups) : []);
   }
-  return { perTask, totalNeurons };
+  return { perTask, perTaskHeads, totalNeurons, totalHeads };
 }

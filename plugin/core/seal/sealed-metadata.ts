@@ -14,6 +14,7 @@ import { layoutGguf } from "../gguf/writer.js";
 import { canonicalPolicy } from "../abe/policy.js";
 import { ROW_TAG_BYTES } from "../cipher/row-cipher.js";
 import type { PolicyTree, TreeNode } from "../policy/tree.js";
+import { headGroupRowCount, type ModelShape } from "./plan.js";
 
 export const SEALED_VERSION = 1;
 export const SEALED_SCHEME = "secneuron-sealed-v1;row=aes-256-gcm-v1;kem=fame-bls12-381-v1;wrap=aes-256-gcm";
@@ -22,7 +23,11 @@ export const PREFIX = "secneuron.";
 export interface SealedNode extends TreeNode {
   /** Per policy (same order): the encoded FAME ciphertext and the node key wrapped under its KEM key. */
   readonly wrapped: ReadonlyArray<{ readonly abe: Uint8Array; readonly key: Uint8Array }>;
-  /** 16-byte GCM tags: for each neuron in map order (layer asc, index asc), gate row then up row. */
+  /**
+   * 16-byte GCM tags, in the row order of plan.ts nodeRows: for each FFN neuron in map order
+   * (layer asc, index asc) its gate row then up row; then for each head group (layer asc, group
+   * asc) its attn_q rows, attn_k rows and attn_v rows, each ascending.
+   */
   readonly tags: Uint8Array;
 }
 
@@ -63,6 +68,8 @@ export function encodeSealedMetadata(info: SealedInfo): Array<[string, GgufValue
     const p = `secneuron.node.${k}.`;
     const map: number[] = [];
     for (const [layer, idx] of n.neurons) map.push(layer, idx.length, ...idx);
+    const heads: number[] = [];
+    for (const [layer, idx] of n.heads) if (idx.length > 0) heads.push(layer, idx.length, ...idx);
     out.push(
       [`${p}id`, kv.str(n.id)],
       [`${p}tasks`, kv.strs(n.tasks)],
@@ -70,8 +77,10 @@ export function encodeSealedMetadata(info: SealedInfo): Array<[string, GgufValue
       [`${p}wrapped_abe`, kv.strs(n.wrapped.map((w) => b64(w.abe)))],
       [`${p}wrapped_key`, kv.strs(n.wrapped.map((w) => b64(w.key)))],
       [`${p}neurons`, { type: GgufValueType.ARRAY, itemType: GgufValueType.UINT32, value: map }],
-      [`${p}tags`, kv.str(b64(n.tags))],
     );
+    // Optional (absent when the node seals no head group), so FFN-only files are unchanged.
+    if (heads.length > 0) out.push([`${p}heads`, { type: GgufValueType.ARRAY, itemType: GgufValueType.UINT32, value: heads }]);
+    out.push([`${p}tags`, kv.str(b64(n.tags))]);
   });
   return out;
 }
@@ -116,12 +125,54 @@ function base64(s: string, key: string): Uint8Array {
 const HEX64 = /^[0-9a-f]{64}$/;
 const MAX_NODES = 4096;
 
+function count_(m: ReadonlyMap<number, readonly number[]>): number {
+  let n = 0;
+  for (const idx of m.values()) n += idx.length;
+  return n;
+}
+
 /**
- * Decode and check the sealed metadata against the header it came from: versions, shapes of every
- * field, neuron indices inside the FFN, no neuron in two nodes, tag counts. Does not verify the
+ * Decode a row map (`layer, count, index...`, layers ascending and unique, indices ascending and
+ * unique, each below `width`), recording owners in `owner` (a unit in two nodes is an error).
+ * Undefined when the key is absent and not required.
+ */
+function rowMap(md: GgufMetadata, key: string, unit: string, blockCount: number, width: number, owner: Set<string>, required: boolean): Map<number, number[]> | undefined {
+  const nv = md.get(key);
+  if (!nv && !required) return undefined;
+  if (!nv || nv.type !== GgufValueType.ARRAY || nv.itemType !== GgufValueType.UINT32) fail(key, "must be an array of u32");
+  const flat = nv.value as readonly number[];
+  const out = new Map<number, number[]>();
+  for (let i = 0; i < flat.length; ) {
+    const layer = flat[i]!;
+    const n = flat[i + 1];
+    if (n === undefined || i + 2 + n > flat.length) fail(key, `truncated entry at ${i}`);
+    if (layer >= blockCount) fail(key, `layer ${layer} does not exist (${blockCount} blocks)`);
+    if (out.has(layer) || (out.size > 0 && layer < Math.max(...out.keys()))) fail(key, `layers must be ascending and unique (layer ${layer})`);
+    if (!required && n === 0) fail(key, `layer ${layer} lists no ${unit}s`);
+    const idx = flat.slice(i + 2, i + 2 + n) as number[];
+    for (let j = 0; j < idx.length; j++) {
+      if (idx[j]! >= width) fail(key, `${unit} ${idx[j]} in layer ${layer} is past the width ${width}`);
+      if (j > 0 && idx[j]! <= idx[j - 1]!) fail(key, `${unit}s of layer ${layer} must be ascending and unique`);
+      const k = `${unit}:${layer}:${idx[j]}`;
+      if (owner.has(k)) fail(key, `${unit} ${idx[j]} of layer ${layer} belongs to two nodes`);
+      owner.add(k);
+    }
+    out.set(layer, idx);
+    i += 2 + n;
+  }
+  return out;
+}
+
+/**
+ * Decode and check the sealed metadata against the header it came from and the model's validated
+ * hyperparameters: versions, shapes of every field, neuron indices inside the FFN, head groups
+ * below n_head_kv, no neuron or head group in two nodes, tag counts. Does not verify the
  * signature (see verifySealedHeader).
  */
-export function decodeSealedMetadata(header: GgufHeader, feedForwardLength: number, blockCount: number): SealedInfo {
+export function decodeSealedMetadata(header: GgufHeader, hp: ModelShape): SealedInfo {
+  const { feedForwardLength, blockCount } = hp;
+  const headGroups = hp.headCountKv;
+  const rowsPerHeadGroup = headGroupRowCount(hp);
   const md = header.metadata;
   const version = u32(md, "secneuron.version");
   if (version !== SEALED_VERSION) fail("secneuron.version", `unsupported sealed format version ${version} (supported: ${SEALED_VERSION})`);
@@ -138,7 +189,7 @@ export function decodeSealedMetadata(header: GgufHeader, feedForwardLength: numb
   const nodes: SealedNode[] = [];
   for (let k = 0; k < count; k++) {
     const p = `secneuron.node.${k}.`;
-    for (const f of ["id", "tasks", "policies", "wrapped_abe", "wrapped_key", "neurons", "tags"]) known.add(p + f);
+    for (const f of ["id", "tasks", "policies", "wrapped_abe", "wrapped_key", "neurons", "heads", "tags"]) known.add(p + f);
     const id = str(md, `${p}id`);
     const tasks = strs(md, `${p}tasks`);
     if (tasks.length === 0 || tasks.join("+") !== id || [...tasks].sort().join() !== tasks.join()) fail(`${p}tasks`, `must be the sorted tasks of node '${id}'`);
@@ -153,33 +204,15 @@ export function decodeSealedMetadata(header: GgufHeader, feedForwardLength: numb
     const keys = strs(md, `${p}wrapped_key`);
     if (abe.length !== policies.length || keys.length !== policies.length) fail(`${p}wrapped_abe`, "one wrapped key per policy expected");
     const wrapped = abe.map((a, i) => ({ abe: base64(a, `${p}wrapped_abe[${i}]`), key: base64(keys[i]!, `${p}wrapped_key[${i}]`) }));
-    const nv = md.get(`${p}neurons`);
-    if (!nv || nv.type !== GgufValueType.ARRAY || nv.itemType !== GgufValueType.UINT32) fail(`${p}neurons`, "must be an array of u32");
-    const flat = nv.value as readonly number[];
-    const neurons = new Map<number, number[]>();
-    let total = 0;
-    for (let i = 0; i < flat.length; ) {
-      const layer = flat[i]!;
-      const n = flat[i + 1];
-      if (n === undefined || i + 2 + n > flat.length) fail(`${p}neurons`, `truncated entry at ${i}`);
-      if (layer >= blockCount) fail(`${p}neurons`, `layer ${layer} does not exist (${blockCount} blocks)`);
-      if (neurons.has(layer) || (neurons.size > 0 && layer < Math.max(...neurons.keys()))) fail(`${p}neurons`, `layers must be ascending and unique (layer ${layer})`);
-      const idx = flat.slice(i + 2, i + 2 + n) as number[];
-      for (let j = 0; j < idx.length; j++) {
-        if (idx[j]! >= feedForwardLength) fail(`${p}neurons`, `neuron ${idx[j]} in layer ${layer} is past the FFN width ${feedForwardLength}`);
-        if (j > 0 && idx[j]! <= idx[j - 1]!) fail(`${p}neurons`, `neurons of layer ${layer} must be ascending and unique`);
-        const key = `${layer}:${idx[j]}`;
-        if (owner.has(key)) fail(`${p}neurons`, `neuron ${idx[j]} of layer ${layer} belongs to two nodes`);
-        owner.add(key);
-      }
-      neurons.set(layer, idx);
-      total += n;
-      i += 2 + n;
-    }
-    if (total === 0) fail(`${p}neurons`, "a node must seal at least one neuron");
+    const neurons = rowMap(md, `${p}neurons`, "neuron", blockCount, feedForwardLength, owner, true)!;
+    const heads = rowMap(md, `${p}heads`, "head group", blockCount, headGroups, owner, false) ?? new Map<number, number[]>();
+    const total = count_(neurons);
+    const totalHeads = count_(heads);
+    if (total + totalHeads === 0) fail(`${p}neurons`, "a node must seal at least one neuron or head group");
     const tags = base64(str(md, `${p}tags`), `${p}tags`);
-    if (tags.length !== total * 2 * ROW_TAG_BYTES) fail(`${p}tags`, `${tags.length} bytes, expected ${total * 2 * ROW_TAG_BYTES} (two rows per neuron)`);
-    nodes.push({ id, tasks, policies, wrapped, neurons, tags });
+    const want = (total * 2 + totalHeads * rowsPerHeadGroup) * ROW_TAG_BYTES;
+    if (tags.length !== want) fail(`${p}tags`, `${tags.length} bytes, expected ${want} (two rows per neuron, ${rowsPerHeadGroup} per head group)`);
+    nodes.push({ id, tasks, policies, wrapped, neurons, heads, tags });
   }
   for (const k of md.keys()) if (k.startsWith(PREFIX) && !known.has(k)) fail(k, "unknown sealed metadata key");
   return { version, scheme, authority, issuer, plaintextSha256, nodes };

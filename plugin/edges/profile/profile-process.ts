@@ -312,8 +312,11 @@ function round7(x: number): number {
   return x === 0 ? 0 : Number(x.toPrecision(7));
 }
 
-/** Mean |a| and mean a^2 per layer from accumulated sums. */
-export function taskProfileFromSums(sums: TaskActivationSums, nLayer: number, nFf: number): TaskProfile {
+/**
+ * Mean |a| and mean a^2 per layer from accumulated sums; with `headGroups` (n_head_kv) also the
+ * per head group mean |a| of the attention output (over the group's features and the tokens).
+ */
+export function taskProfileFromSums(sums: TaskActivationSums, nLayer: number, nFf: number, headGroups?: number): TaskProfile {
   const layers: LayerStats[] = [];
   for (let l = 0; l < nLayer; l++) {
     const sa = sums.sumAbs[l];
@@ -324,7 +327,19 @@ export function taskProfileFromSums(sums: TaskActivationSums, nLayer: number, nF
       importance[i] = sums.tokens > 0 && sa ? round7(sa[i]! / sums.tokens) : 0;
       meanSquare[i] = sums.tokens > 0 && sq ? round7(sq[i]! / sums.tokens) : 0;
     }
-    layers.push({ layer: l, importance, meanSquare });
+    const attn = headGroups ? sums.attnSumAbs?.[l] : undefined;
+    if (attn && headGroups && attn.length > 0 && attn.length % headGroups === 0) {
+      const per = attn.length / headGroups;
+      const heads = new Array<number>(headGroups);
+      for (let g = 0; g < headGroups; g++) {
+        let s = 0;
+        for (let i = g * per; i < (g + 1) * per; i++) s += attn[i]!;
+        heads[g] = sums.tokens > 0 ? round7(s / (sums.tokens * per)) : 0;
+      }
+      layers.push({ layer: l, importance, meanSquare, heads });
+    } else {
+      layers.push({ layer: l, importance, meanSquare });
+    }
   }
   return { tokens: sums.tokens, layers };
 }
@@ -374,14 +389,19 @@ export async function profileModelWithStats(opts: ProfileModelOptions): Promise<
     if (res.nFf !== 0 && res.nFf !== nFf) throw new EngineError("PROFILE_GRAPH", `llama.cpp's FFN has ${res.nFf} neurons, the file says ${nFf}`);
     if (info.nLayer !== nLayer) throw new EngineError("PROFILE_GRAPH", `llama.cpp reports ${info.nLayer} layers, the file says ${nLayer}`);
     const tasks: Record<string, TaskProfile> = {};
-    for (const t of res.tasks) tasks[t.name] = taskProfileFromSums(t, nLayer, nFf);
+    // Head groups need the validated hyperparameters (n_head_kv, head dim) and a captured attention output.
+    const headGroups = hyper && res.nAttn > 0 ? hyper.headCountKv : undefined;
+    if (hyper && res.nAttn > 0 && res.nAttn !== hyper.headCount * hyper.headDim) {
+      throw new EngineError("PROFILE_GRAPH", `llama.cpp's attention output has ${res.nAttn} features, the file says ${hyper.headCount} heads of ${hyper.headDim}`);
+    }
+    for (const t of res.tasks) tasks[t.name] = taskProfileFromSums(t, nLayer, nFf, headGroups);
     const sha256 = hashing ? await hashing : undefined;
     const profile: Profile = {
       format: PROFILE_FORMAT,
       version: PROFILE_VERSION,
-      model: { ...(sha256 ? { sha256 } : {}), architecture: hyper?.architecture ?? "llama", blockCount: nLayer, feedForwardLength: nFf },
+      model: { ...(sha256 ? { sha256 } : {}), architecture: hyper?.architecture ?? "llama", blockCount: nLayer, feedForwardLength: nFf, ...(headGroups ? { headGroups } : {}) },
       source: {
-        tool: `secneuron profile (llama.cpp ${LLAMA_TAG} cb_eval, ffn_down input)`,
+        tool: `secneuron profile (llama.cpp ${LLAMA_TAG} cb_eval, ffn_down and attn_output inputs)`,
         contextSize: String(res.contextSize),
         includeBos: String(opts.includeBos ?? false),
         ...(opts.maxTokens ? { maxTokens: String(opts.maxTokens) } : {}),

@@ -11,6 +11,9 @@
  * layer and neuron in Float64Arrays. Every batch is one ubatch (n_batch = n_ubatch) of one
  * sequence with every token marked as an output, so column j of src[1] is token j of the batch
  * in every layer (llama.cpp drops non-output rows before the last layer's FFN otherwise).
+ * Attention heads: MUL_MAT nodes whose src[0] is `blk.N.attn_output.weight` are captured the same
+ * way; src[1] (F32, [n_head*hd, n_tokens]) is the per-head attention output, and sums of |a| per
+ * feature go back to the parent, which averages them per head group (profile `heads`).
  * llama_decode is called synchronously: the callback runs on this thread during the call. The
  * data phase of the last layer returns false, which ends the graph there: the last ffn_down and
  * the output head are never computed (their results would be thrown away), and llama_decode
@@ -57,6 +60,7 @@ const send = (m: ProfileMessage): void => {
 process.on("disconnect", () => process.exit(0));
 
 const FFN_DOWN = /^blk\.(\d+)\.ffn_down\.weight$/;
+const ATTN_OUTPUT = /^blk\.(\d+)\.attn_output\.weight$/;
 
 interface Loaded {
   readonly model: LlamaModelHandle;
@@ -98,6 +102,12 @@ interface Capture {
   sumAbs: Float64Array[];
   sumSq: Float64Array[];
   nFf: number;
+  /** Per layer: sum over tokens of |a| per attention output feature (input of attn_output). */
+  attnSumAbs: Float64Array[];
+  attnSumSq: Float64Array[];
+  /** Attention output width (n_head * head_dim; 0 until seen). */
+  nAttn: number;
+  attnSeen: Uint8Array;
   /** Tokens in the batch being decoded. */
   batchTokens: number;
   /** Columns at the start of the batch to leave out (a BOS token). */
@@ -143,13 +153,17 @@ function accumulate(v: Float32Array, stride: number, skip: number, n1: number, n
 
 function makeCallback(cap: Capture, nLayer: number): (t: bigint, ask: boolean) => boolean {
   // src[0] pointers are the model's weight tensors: stable across decodes, so cache name lookups.
+  // Value: layer (ffn_down) or nLayer + layer (attn_output); -1 for other weights.
   const layerOf = new Map<bigint, number>();
   const layerOfWeight = (w: bigint): number => {
     let l = layerOf.get(w);
     if (l === undefined) {
-      const m = FFN_DOWN.exec(tensorName(w));
-      l = m ? Number(m[1]) : -1;
+      const name = tensorName(w);
+      const m = FFN_DOWN.exec(name);
+      const a = m ? null : ATTN_OUTPUT.exec(name);
+      l = m ? Number(m[1]) : a ? Number(a[1]) : -1;
       if (l >= nLayer) l = -1;
+      if (a && l >= 0) l += nLayer;
       layerOf.set(w, l);
     }
     return l;
@@ -163,26 +177,46 @@ function makeCallback(cap: Capture, nLayer: number): (t: bigint, ask: boolean) =
       }
       const c0 = performance.now();
       const w = tensorSrc(t, 0);
-      const layer = w === null ? -1 : layerOfWeight(w);
-      if (layer < 0) return true;
+      const coded = w === null ? -1 : layerOfWeight(w);
+      if (coded < 0) return true;
+      const attn = coded >= nLayer;
+      const layer = attn ? coded - nLayer : coded;
+      const what = attn ? "attn_output" : "ffn_down";
       const a = tensorSrc(t, 1);
-      if (a === null) throw new EngineError("PROFILE_GRAPH", `ffn_down of layer ${layer} has no input`);
+      if (a === null) throw new EngineError("PROFILE_GRAPH", `${what} of layer ${layer} has no input`);
       const type = tensorType(a);
-      if (type !== GGML_TYPE_F32) throw new EngineError("PROFILE_GRAPH", `ffn_down input of layer ${layer} is ggml type ${type}, expected F32`);
+      if (type !== GGML_TYPE_F32) throw new EngineError("PROFILE_GRAPH", `${what} input of layer ${layer} is ggml type ${type}, expected F32`);
       const [ne0, ne1, ne2, ne3] = tensorNe(a) as [number, number, number, number];
       const nb = tensorNb(a);
-      if (ne2 !== 1 || ne3 !== 1) throw new EngineError("PROFILE_GRAPH", `ffn_down input of layer ${layer} has shape [${ne0}, ${ne1}, ${ne2}, ${ne3}]`);
+      if (ne2 !== 1 || ne3 !== 1) throw new EngineError("PROFILE_GRAPH", `${what} input of layer ${layer} has shape [${ne0}, ${ne1}, ${ne2}, ${ne3}]`);
       if (ne1 !== cap.batchTokens) {
-        throw new EngineError("PROFILE_GRAPH", `ffn_down input of layer ${layer} has ${ne1} tokens, the batch has ${cap.batchTokens} (outputs not kept?)`);
+        throw new EngineError("PROFILE_GRAPH", `${what} input of layer ${layer} has ${ne1} tokens, the batch has ${cap.batchTokens} (outputs not kept?)`);
       }
-      if (nb[0] !== 4 || nb[1]! % 4 !== 0) throw new EngineError("PROFILE_GRAPH", `ffn_down input of layer ${layer} is not row-contiguous`);
+      if (nb[0] !== 4 || nb[1]! % 4 !== 0) throw new EngineError("PROFILE_GRAPH", `${what} input of layer ${layer} is not row-contiguous`);
       const buffer = tensorBuffer(a);
       if (buffer !== null && !cap.hostChecked.has(buffer)) {
         if (!lib.fn.ggml_backend_buffer_is_host(buffer)) throw new EngineError("PROFILE_GRAPH", "activations are not in host memory (GPU offload is not supported)");
         cap.hostChecked.add(buffer);
       }
       const data = tensorData(a);
-      if (data === null) throw new EngineError("PROFILE_GRAPH", `ffn_down input of layer ${layer} has no data`);
+      if (data === null) throw new EngineError("PROFILE_GRAPH", `${what} input of layer ${layer} has no data`);
+      if (attn) {
+        // The attention output before attn_output: n_head * head_dim features per token, head h's
+        // features at [h*hd, (h+1)*hd). Grouping into head groups happens in the parent.
+        if (cap.nAttn === 0) cap.nAttn = ne0;
+        else if (cap.nAttn !== ne0) throw new EngineError("PROFILE_GRAPH", `layer ${layer} has ${ne0} attention output features, earlier layers ${cap.nAttn}`);
+        let sa = cap.attnSumAbs[layer];
+        let sq = cap.attnSumSq[layer];
+        if (!sa || !sq) {
+          sa = cap.attnSumAbs[layer] = new Float64Array(ne0);
+          sq = cap.attnSumSq[layer] = new Float64Array(ne0);
+        }
+        const stride = nb[1]! / 4;
+        accumulate(new Float32Array(nativeView(data, (stride * (ne1 - 1) + ne0) * 4)), stride, cap.skip, ne1, ne0, sa, sq);
+        cap.attnSeen[layer] = 1;
+        cap.callbackMs += performance.now() - c0;
+        return true;
+      }
       if (cap.nFf === 0) cap.nFf = ne0;
       else if (cap.nFf !== ne0) throw new EngineError("PROFILE_GRAPH", `layer ${layer} has ${ne0} FFN neurons, earlier layers ${cap.nFf}`);
       let sa = cap.sumAbs[layer];
@@ -247,6 +281,10 @@ function run(req: ProfileRunRequest): ProfileRunResult {
     sumAbs: [],
     sumSq: [],
     nFf: 0,
+    attnSumAbs: [],
+    attnSumSq: [],
+    nAttn: 0,
+    attnSeen: new Uint8Array(info.nLayer),
     batchTokens: 0,
     skip: 0,
     seen: new Uint8Array(info.nLayer),
@@ -285,6 +323,8 @@ function run(req: ProfileRunRequest): ProfileRunResult {
     for (const task of plan) {
       cap.sumAbs = [];
       cap.sumSq = [];
+      cap.attnSumAbs = [];
+      cap.attnSumSq = [];
       let counted = 0;
       for (const s of task.samples) {
         // Windows of at most n_ctx tokens, each from an empty context.
@@ -302,6 +342,7 @@ function run(req: ProfileRunRequest): ProfileRunResult {
             cap.batchTokens = n;
             cap.skip = w0 === 0 && b0 === 0 ? s.skip : 0;
             cap.seen.fill(0);
+            cap.attnSeen.fill(0);
             const t0 = performance.now();
             const rc = lib.fn.llama_decode(ctx, batch.struct(n));
             decodeMs += performance.now() - t0;
@@ -312,6 +353,8 @@ function run(req: ProfileRunRequest): ProfileRunResult {
               const missing = [];
               for (let l = 0; l < info.nLayer; l++) if (!cap.seen[l]) missing.push(l);
               if (missing.length) throw new EngineError("PROFILE_GRAPH", `no ffn_down input captured for layer(s) ${missing.join(", ")} (not a dense llama FFN?)`);
+              for (let l = 0; l < info.nLayer; l++) if (!cap.attnSeen[l]) missing.push(l);
+              if (missing.length) throw new EngineError("PROFILE_GRAPH", `no attn_output input captured for layer(s) ${missing.join(", ")}`);
             }
             counted += n - cap.skip;
             done += n;
@@ -324,11 +367,14 @@ function run(req: ProfileRunRequest): ProfileRunResult {
         }
       }
       const nFf = cap.nFf;
-      const fill = (arr: Float64Array[]): Float64Array[] => Array.from({ length: req.collect ? info.nLayer : 0 }, (_, l) => arr[l] ?? new Float64Array(nFf));
-      tasks.push({ name: task.name, tokens: counted, evaluated: task.evaluate, samples: task.samples.length, sumAbs: fill(cap.sumAbs), sumSq: fill(cap.sumSq) });
+      const fill = (arr: Float64Array[], n = nFf): Float64Array[] => Array.from({ length: req.collect ? info.nLayer : 0 }, (_, l) => arr[l] ?? new Float64Array(n));
+      tasks.push({
+        name: task.name, tokens: counted, evaluated: task.evaluate, samples: task.samples.length, sumAbs: fill(cap.sumAbs), sumSq: fill(cap.sumSq),
+        attnSumAbs: fill(cap.attnSumAbs, cap.nAttn),
+      });
     }
     send({ type: "progress", id: req.id, task: plan[plan.length - 1]?.name ?? "", done, total });
-    return { tasks, nFf: cap.nFf, decodeMs, callbackMs: cap.callbackMs, decodeCalls, tokensEvaluated: done, contextSize: nCtx, batchSize: nBatch };
+    return { tasks, nFf: cap.nFf, nAttn: cap.nAttn, decodeMs, callbackMs: cap.callbackMs, decodeCalls, tokensEvaluated: done, contextSize: nCtx, batchSize: nBatch };
   } finally {
     batch?.free();
     if (ctx) lib.fn.llama_free(ctx);

@@ -62,12 +62,16 @@ export interface TaskActivationSums {
   /** Per layer: sum over tokens of |a| and of a^2 for each FFN neuron (empty when collect=false). */
   readonly sumAbs: Float64Array[];
   readonly sumSq: Float64Array[];
+  /** Per layer: sum over tokens of |a| for each attention output feature (input of attn_output). */
+  readonly attnSumAbs: Float64Array[];
 }
 
 export interface ProfileRunResult {
   readonly tasks: TaskActivationSums[];
   /** FFN width seen in the graph (0 when collect=false). */
   readonly nFf: number;
+  /** Attention output width seen in the graph, n_head * head_dim (0 when collect=false). */
+  readonly nAttn: number;
   /** Milliseconds spent inside llama_decode (callbacks included). */
   readonly decodeMs: number;
   /** Milliseconds spent in the eval callback's data phase (reading activations). */
