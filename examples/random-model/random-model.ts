@@ -67,11 +67,23 @@ export function fillRandomRows(type: GgmlType, out: Uint8Array, rng: Xoshiro128)
         dv.setUint16(i, (r & 0x83ff) | ((6 + ((r >>> 10) % 6)) << 10), true);
       }
       return;
+    // Quantized blocks keep the invariants of llama.cpp's reference quantizers, as real files do:
+    // Q8_0 (d = amax/127) has a code of +-127 in every block and never -128; Q4_0 (d = max/-8)
+    // has a nibble 0 (the largest-magnitude element) in every block.
     case GgmlType.Q8_0:
-      for (let i = 0; i < out.length; i += 34) dv.setUint16(i, f32ToF16Bits(0.0004 + (dv.getUint16(i, true) / 65536) * 0.0002), true);
+      for (let i = 0; i < out.length; i += 34) {
+        dv.setUint16(i, f32ToF16Bits(0.0004 + (dv.getUint16(i, true) / 65536) * 0.0002), true);
+        for (let j = i + 2; j < i + 34; j++) if (out[j] === 0x80) out[j] = 0x81;
+        const at = out[i + 2]! & 31;
+        out[i + 2 + at] = out[i + 3]! & 1 ? 0x7f : 0x81;
+      }
       return;
     case GgmlType.Q4_0:
-      for (let i = 0; i < out.length; i += 18) dv.setUint16(i, f32ToF16Bits(0.004 + (dv.getUint16(i, true) / 65536) * 0.002), true);
+      for (let i = 0; i < out.length; i += 18) {
+        dv.setUint16(i, f32ToF16Bits(0.004 + (dv.getUint16(i, true) / 65536) * 0.002), true);
+        const at = i + 2 + (out[i + 2]! & 15);
+        out[at] = out[at]! & 0xf0;
+      }
       return;
     default:
       throw new GgufFormatError("GGUF_UNSUPPORTED_TYPE", "random model type", undefined, `cannot generate ${ggmlTypeName(type)} (supported: F16, Q8_0, Q4_0)`);

@@ -103,3 +103,21 @@ describe("scanGguf", () => {
     await expect(scanCommand.run({}, [], capture())).rejects.toThrow(/exactly one file/);
   });
 });
+
+describe("generated random models look like real quantized weights", () => {
+  it("short Q8_0 and Q4_0 rows keep the reference quantizers' invariants", async () => {
+    const { classifyRow } = await import("../../plugin/core/detect/classify.js");
+    const { fillRandomRows, Xoshiro128 } = await import("../../examples/random-model/random-model.js");
+    const { GgmlType } = await import("../../plugin/core/gguf/constants.js");
+    const rng = new Xoshiro128(11);
+    for (const [type, bytesPerBlock] of [[GgmlType.Q8_0, 34], [GgmlType.Q4_0, 18]] as const) {
+      for (const blocks of [1, 2, 4, 8]) {
+        for (let k = 0; k < 200; k++) {
+          const row = new Uint8Array(blocks * bytesPerBlock);
+          fillRandomRows(type, row, rng);
+          expect(classifyRow(type, row).encrypted, `type ${type}, ${blocks} blocks`).toBe(false);
+        }
+      }
+    }
+  });
+});
