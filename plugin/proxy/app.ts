@@ -109,6 +109,10 @@ function taskHeader(req: IncomingMessage): string[] | null {
   return [...new Set(tasks)].sort();
 }
 
+function callerOf(manifest: KeyManifest, userKey: UserKey): Caller & { manifest: KeyManifest } {
+  return { manifest, manifestId: manifest.id, subject: manifest.subject, attributes: manifest.attributes, models: manifest.models, userKey };
+}
+
 /** The entry /api/tags shows for a model. */
 function tagsEntry(m: ServedModel) {
   return {
@@ -237,7 +241,7 @@ export function buildApp(deps: AppDeps): Express {
       if (!raw) throw new ProxyError("BODY_FIELD_TYPE", "publicKey must be an ed25519 public key: the contents of ~/.ollama/id_ed25519.pub");
       const keyText = ollamaPublicKeyText(raw);
       deps.enrollments.enroll(keyText, auth.manifest, auth.userKey as UserKey, now());
-      sreq.sn.caller = { manifest: auth.manifest, manifestId: auth.manifest.id, subject: auth.manifest.subject, attributes: auth.manifest.attributes, models: auth.manifest.models, userKey: auth.userKey as UserKey };
+      sreq.sn.caller = callerOf(auth.manifest, auth.userKey as UserKey);
       res.json({ enrolled: true, subject: auth.manifest.subject, manifest: auth.manifest.id, publicKey: keyText });
       audit(sreq, res, "allow", "enroll");
     } catch (e) {
@@ -284,7 +288,7 @@ export function buildApp(deps: AppDeps): Express {
         manifest = auth.manifest;
         userKey = auth.userKey as UserKey;
       }
-      const caller = { manifest, manifestId: manifest.id, subject: manifest.subject, attributes: manifest.attributes, models: manifest.models, userKey };
+      const caller = callerOf(manifest, userKey);
       p.caller = caller;
       const role = manifest.attributes.includes("role:admin") ? "admin" : "user";
       const denied = checkRouteAccess(m, role);
@@ -307,7 +311,11 @@ export function buildApp(deps: AppDeps): Express {
       }
       const registry = deps.registry();
       const visibleModels = () => registry.list().filter((sm) => inScope(caller, sm));
-      // Listings: built from what the caller may use; /api/ps comes from the host, filtered.
+      // Listings: built from what the caller may use, never from the host's own lists.
+      if (route.id === "ollama.tags" && req.method === "HEAD") {
+        res.status(200).end();
+        return audit(sreq, res, "allow", "listing");
+      }
       if (route.listing === "ollama-tags") {
         res.json({ models: visibleModels().map(tagsEntry) });
         return audit(sreq, res, "allow", "listing");

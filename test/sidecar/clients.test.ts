@@ -55,6 +55,8 @@ describe("ollama library through the sidecar", () => {
     expect((await ollama("alice").list()).models.map((m) => m.name)).toEqual(["oracle:latest"]);
     expect((await ollama("carol").list()).models.map((m) => m.name)).toEqual(["plain:latest"]);
     expect((await ollama("root").list()).models.map((m) => m.name).sort()).toEqual(["oracle:latest", "plain:latest"]);
+    const head = await fetch(`${f.sidecar.url}/api/tags`, { method: "HEAD", headers: { Authorization: `Bearer ${f.tokens.alice}` } });
+    expect(head.status).toBe(200);
     const ps = await ollama("alice").ps();
     expect(ps.models.map((m) => m.name)).toEqual(["oracle:latest"]);
   });
