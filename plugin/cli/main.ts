@@ -20,6 +20,7 @@ export const COMMANDS: readonly CommandEntry[] = [
   { name: "unseal", summary: "decrypt what a manifest unlocks into a tmpfs variant", load: async () => (await import("./unseal.js")).unsealCommand },
   { name: "scan", summary: "detect rows that still hold ciphertext (or are zeroed) in a GGUF model", load: async () => (await import("./scan.js")).scanCommand },
   { name: "profile", summary: "measure which FFN neurons each task uses (writes a profile for seal)", load: async () => (await import("./profile.js")).profileCommand },
+  { name: "eval", summary: "evaluate sealing on real llama.cpp: locked-task accuracy, collateral damage, baselines", load: async () => (await import("./eval.js")).evalCommand },
   { name: "serve", summary: "run the sidecar: per-key model access in front of llama.cpp", load: async () => (await import("./serve.js")).serveCommand },
 ];
 
