@@ -8,20 +8,12 @@
  * - random: seeded uniform importances per task, "importance" scoring (a random subset).
  */
 import type { Scoring } from "../profile/select.js";
+import { mulberry32 } from "../seeded-random.js";
 import type { Profile, TaskProfile } from "../profile/profile.js";
 import type { Method } from "./results.js";
 
-/** mulberry32: deterministic uniform [0, 1) from a 32-bit seed. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Deterministic uniform [0, 1) from a 32-bit seed (mulberry32). */
+export const seededRandom = mulberry32;
 
 export function methodScoring(method: Method): Scoring {
   return method === "specificity" ? "ratio" : "importance";
