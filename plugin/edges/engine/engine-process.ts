@@ -10,18 +10,14 @@
  * Decoding is greedy (temperature 0, no repeat penalty), each prompt from an empty context, with
  * an explicit thread count (default 1): the output is deterministic.
  */
-import { fork, type ChildProcess } from "node:child_process";
-import { existsSync } from "node:fs";
-import { dirname, join, relative, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { resolve } from "node:path";
 import { EngineError, SecNeuronError } from "../../errors.js";
 import { validateLlamaModel, type LlamaHyperparams } from "../../core/gguf/llama-check.js";
+import { ChildRpc, childRpcText, resolveCompiledWorker } from "../child-rpc.js";
 import { readGgufHeader } from "../gguf-file.js";
-import type { EngineMessage, EngineRequest, LoadedModelInfo } from "./protocol.js";
+import type { EngineRequest, LoadedModelInfo } from "./protocol.js";
 
 export type { LoadedModelInfo } from "./protocol.js";
-
-const STDERR_TAIL_BYTES = 16 * 1024;
 
 /**
  * Path of the compiled worker script. From dist/ it is the sibling worker.js; from the .ts
@@ -29,13 +25,7 @@ const STDERR_TAIL_BYTES = 16 * 1024;
  * (the child always runs compiled JavaScript: run `npm run build` first).
  */
 export function resolveWorkerPath(moduleUrl: string = import.meta.url): string {
-  const here = fileURLToPath(moduleUrl);
-  const dir = dirname(here);
-  if (here.endsWith(".ts")) {
-    const root = resolve(dir, "..", "..", "..");
-    return join(root, "dist", relative(root, dir), "worker.js");
-  }
-  return join(dir, "worker.js");
+  return resolveCompiledWorker(moduleUrl, "worker.js");
 }
 
 export interface EngineStartOptions {
@@ -86,13 +76,6 @@ export interface EngineExit {
 /** A request as the caller builds it; request() adds the id. */
 type RequestBody = EngineRequest extends infer R ? (R extends EngineRequest ? Omit<R, "id"> : never) : never;
 
-interface Pending {
-  readonly op: string;
-  readonly resolve: (v: unknown) => void;
-  readonly reject: (e: Error) => void;
-  readonly timer: NodeJS.Timeout;
-}
-
 /**
  * Validate a model file for llama.cpp: a GGUF that parses and a llama model llama.cpp can load.
  * Throws GgufFormatError (bad file) or EngineError (cannot read it).
@@ -103,17 +86,11 @@ export function validateModelFile(modelPath: string): LlamaHyperparams {
 
 /** One llama.cpp child process: load models one after another, complete prompts, dispose. */
 export class EngineProcess {
-  private readonly pending = new Map<number, Pending>();
-  private nextId = 1;
-  private stderrTail = "";
-  private exitInfo: EngineExit | undefined;
-  private exitWaiters: Array<() => void> = [];
-  private modelPath: string | undefined;
   private readonly threads: number;
   private readonly timeoutMs: number;
 
   private constructor(
-    private readonly child: ChildProcess,
+    private readonly rpc: ChildRpc<RequestBody>,
     opts: EngineStartOptions,
   ) {
     this.threads = opts.threads ?? 1;
@@ -124,126 +101,44 @@ export class EngineProcess {
   static async start(opts: EngineStartOptions = {}): Promise<EngineProcess> {
     const threads = opts.threads ?? 1;
     if (!Number.isInteger(threads) || threads < 1) throw new EngineError("ENGINE_BAD_OPTION", `threads must be a positive integer, got ${threads}`);
-    const workerPath = opts.workerPath ?? resolveWorkerPath();
-    if (!existsSync(workerPath)) {
-      throw new EngineError("ENGINE_WORKER_MISSING", `engine worker ${workerPath} does not exist: run \`npm run build\` first`, { workerPath });
-    }
-    const child = fork(workerPath, [], {
-      execArgv: [],
-      stdio: ["ignore", "pipe", "pipe", "ipc"],
+    const rpc = await ChildRpc.start<RequestBody>({
+      workerPath: opts.workerPath ?? resolveWorkerPath(),
+      worker: "engine worker",
       serialization: "json",
       env: { ...process.env, NODE_LLAMA_CPP_SKIP_DOWNLOAD: "true", ...opts.env },
+      startTimeoutMs: opts.startTimeoutMs ?? 60_000,
+      forwardStderr: opts.forwardStderr ?? false,
+      text: childRpcText("llama.cpp child", "llama.cpp"),
     });
-    const engine = new EngineProcess(child, opts);
-    await engine.waitReady(opts.startTimeoutMs ?? 60_000, opts.forwardStderr ?? false);
-    return engine;
-  }
-
-  private waitReady(timeoutMs: number, forwardStderr: boolean): Promise<void> {
-    const child = this.child;
-    const keepTail = (chunk: Buffer): void => {
-      this.stderrTail = (this.stderrTail + chunk.toString("utf8")).slice(-STDERR_TAIL_BYTES);
-    };
-    child.stderr!.on("data", (c: Buffer) => {
-      keepTail(c);
-      if (forwardStderr) process.stderr.write(c);
-    });
-    child.stdout!.on("data", keepTail);
-    return new Promise<void>((resolveReady, rejectReady) => {
-      let ready = false;
-      const timer = setTimeout(() => {
-        if (ready) return;
-        child.kill("SIGKILL");
-        rejectReady(new EngineError("ENGINE_START_TIMEOUT", `llama.cpp child did not start within ${timeoutMs} ms`, { stderr: this.stderrTail }));
-      }, timeoutMs);
-      child.on("message", (raw: unknown) => {
-        const m = raw as EngineMessage;
-        if (m.type === "ready") {
-          ready = true;
-          clearTimeout(timer);
-          resolveReady();
-          return;
-        }
-        const p = this.pending.get(m.id);
-        if (!p) return;
-        this.pending.delete(m.id);
-        clearTimeout(p.timer);
-        if (m.ok) p.resolve(m.result);
-        else p.reject(new EngineError("ENGINE_REQUEST_FAILED", `llama.cpp ${p.op} failed: ${m.error.message}`, { op: p.op, modelPath: this.modelPath, childError: m.error, stderr: this.stderrTail }));
-      });
-      child.on("error", (e) => {
-        // Spawn failure or IPC failure; the exit handler (if any) reports the rest.
-        if (!ready) {
-          clearTimeout(timer);
-          rejectReady(new EngineError("ENGINE_SPAWN_FAILED", `cannot start the llama.cpp child: ${e.message}`));
-        }
-      });
-      child.on("exit", (code, signal) => {
-        this.exitInfo = { exitCode: code, signal };
-        clearTimeout(timer);
-        const how = signal ? `signal ${signal}` : `exit code ${code}`;
-        const details = { exitCode: code, signal, modelPath: this.modelPath, stderr: this.stderrTail };
-        if (!ready) {
-          rejectReady(new EngineError("ENGINE_CRASHED", `llama.cpp child ended during start-up (${how})`, details));
-        }
-        for (const [id, p] of this.pending) {
-          this.pending.delete(id);
-          clearTimeout(p.timer);
-          p.reject(new EngineError("ENGINE_CRASHED", `llama.cpp child ended (${how}) during ${p.op}${this.modelPath ? ` of ${this.modelPath}` : ""}`, { ...details, op: p.op }));
-        }
-        for (const w of this.exitWaiters.splice(0)) w();
-      });
-    });
+    return new EngineProcess(rpc, opts);
   }
 
   /** Whether the child is still running. */
   get alive(): boolean {
-    return this.exitInfo === undefined;
+    return this.rpc.alive;
   }
 
   /** How the child ended, once it has. */
   get exit(): EngineExit | undefined {
-    return this.exitInfo;
+    return this.rpc.exit;
   }
 
   get pid(): number | undefined {
-    return this.child.pid;
+    return this.rpc.pid;
   }
 
   /** The last bytes the child wrote to stderr/stdout (llama.cpp's log). */
   get stderr(): string {
-    return this.stderrTail;
+    return this.rpc.output;
   }
 
   /** The model currently loaded (or being loaded). */
   get loadedModel(): string | undefined {
-    return this.modelPath;
+    return this.rpc.modelPath;
   }
 
   private request<T>(req: RequestBody, timeoutMs: number): Promise<T> {
-    if (this.exitInfo) {
-      const { exitCode, signal } = this.exitInfo;
-      return Promise.reject(
-        new EngineError("ENGINE_DEAD", `llama.cpp child has already ended (${signal ? `signal ${signal}` : `exit code ${exitCode}`})`, { exitCode, signal }),
-      );
-    }
-    const id = this.nextId++;
-    return new Promise<T>((res, rej) => {
-      const timer = setTimeout(() => {
-        if (!this.pending.has(id)) return;
-        this.pending.delete(id);
-        this.child.kill("SIGKILL");
-        rej(new EngineError("ENGINE_TIMEOUT", `llama.cpp ${req.op} did not finish within ${timeoutMs} ms; child killed`, { op: req.op, modelPath: this.modelPath, stderr: this.stderrTail }));
-      }, timeoutMs);
-      this.pending.set(id, { op: req.op, resolve: res as (v: unknown) => void, reject: rej, timer });
-      try {
-        this.child.send({ ...req, id } as EngineRequest);
-      } catch (e) {
-        this.pending.delete(id);
-        clearTimeout(timer);
-        rej(new EngineError("ENGINE_IPC_FAILED", `cannot reach the llama.cpp child: ${(e as Error).message}`));
-      }
-    });
+    return this.rpc.request<T>(req, timeoutMs);
   }
 
   /**
@@ -255,7 +150,7 @@ export class EngineProcess {
     if (!opts.unsafeSkipValidation) validateModelFileOrThrow(abs);
     const threads = opts.threads ?? this.threads;
     if (!Number.isInteger(threads) || threads < 1) throw new EngineError("ENGINE_BAD_OPTION", `threads must be a positive integer, got ${threads}`);
-    this.modelPath = abs;
+    this.rpc.modelPath = abs;
     return this.request<LoadedModelInfo>(
       { op: "load", modelPath: abs, contextSize: opts.contextSize ?? 256, threads, useMmap: opts.useMmap ?? true },
       opts.timeoutMs ?? this.timeoutMs,
@@ -277,28 +172,22 @@ export class EngineProcess {
 
   async unloadModel(timeoutMs?: number): Promise<void> {
     await this.request({ op: "unload" }, timeoutMs ?? this.timeoutMs);
-    this.modelPath = undefined;
+    this.rpc.modelPath = undefined;
   }
 
   /** Kill the child with a signal (tests; a stuck child). Pending requests fail with ENGINE_CRASHED. */
   kill(signal: NodeJS.Signals = "SIGKILL"): void {
-    if (this.alive) this.child.kill(signal);
+    this.rpc.kill(signal);
   }
 
   /** Wait until the child has exited. */
   waitForExit(): Promise<EngineExit> {
-    if (this.exitInfo) return Promise.resolve(this.exitInfo);
-    return new Promise((res) => this.exitWaiters.push(() => res(this.exitInfo!)));
+    return this.rpc.waitForExit();
   }
 
   /** Ask the child to exit; kill it if it does not within graceMs. Never throws. */
-  async dispose(graceMs = 5_000): Promise<void> {
-    if (!this.alive) return;
-    const exited = this.waitForExit();
-    this.request({ op: "exit" }, graceMs).catch(() => {});
-    const timer = setTimeout(() => this.kill("SIGKILL"), graceMs);
-    await exited;
-    clearTimeout(timer);
+  dispose(graceMs = 5_000): Promise<void> {
+    return this.rpc.dispose(graceMs);
   }
 }
 

@@ -15,19 +15,10 @@ import {
   type LlamaContextSequence,
   type LlamaModel,
 } from "node-llama-cpp";
+import { serveRequests } from "../child-rpc-worker.js";
 import type { EngineMessage, EngineRequest, LoadedModelInfo } from "./protocol.js";
 
-if (typeof process.send !== "function") {
-  console.error("secneuron engine worker: must be started with an IPC channel (child_process.fork)");
-  process.exit(2);
-}
-
-const send = (m: EngineMessage): void => {
-  process.send!(m);
-};
-
-// The parent going away (crash, kill) must not leave an orphan holding a model.
-process.on("disconnect", () => process.exit(0));
+const send = serveRequests<EngineRequest, EngineMessage>("engine worker", handle);
 
 interface Loaded {
   readonly model: LlamaModel;
@@ -106,21 +97,6 @@ async function handle(req: EngineRequest): Promise<unknown> {
       return null;
   }
 }
-
-// Requests are served strictly in order.
-let queue: Promise<void> = Promise.resolve();
-process.on("message", (raw: unknown) => {
-  const req = raw as EngineRequest;
-  queue = queue.then(async () => {
-    try {
-      const result = await handle(req);
-      send({ type: "response", id: req.id, ok: true, result });
-    } catch (e) {
-      const err = e instanceof Error ? e : new Error(String(e));
-      send({ type: "response", id: req.id, ok: false, error: { name: err.name, message: err.message } });
-    }
-  });
-});
 
 const t0 = performance.now();
 llama = await getLlama({

@@ -5,17 +5,14 @@
  * Started by loss-process.ts over IPC; llama.cpp may abort on a bad model, which the parent reports.
  */
 import { getLlama, LlamaLogLevel, type Llama, type LlamaContext, type LlamaContextSequence, type LlamaModel, type Token } from "node-llama-cpp";
+import { serveRequests } from "../child-rpc-worker.js";
 
 interface LoadReq { op: "load"; id: number; modelPath: string; contextSize: number; threads: number }
 interface LossReq { op: "loss"; id: number; items: Array<{ prompt: string; answer: string }> }
 interface ExitReq { op: "exit"; id: number }
 type Req = LoadReq | LossReq | ExitReq;
 
-if (typeof process.send !== "function") {
-  console.error("secneuron loss worker: must be started with an IPC channel");
-  process.exit(2);
-}
-process.on("disconnect", () => process.exit(0));
+const send = serveRequests<Req, { type: "ready" }>("loss worker", handle);
 
 let llama: Llama | undefined;
 let loaded: { model: LlamaModel; context: LlamaContext; sequence: LlamaContextSequence } | undefined;
@@ -75,17 +72,5 @@ async function handle(req: Req): Promise<unknown> {
   }
 }
 
-let queue: Promise<void> = Promise.resolve();
-process.on("message", (raw: unknown) => {
-  const req = raw as Req;
-  queue = queue.then(async () => {
-    try {
-      process.send!({ type: "response", id: req.id, ok: true, result: await handle(req) });
-    } catch (e) {
-      process.send!({ type: "response", id: req.id, ok: false, error: { message: e instanceof Error ? e.message : String(e) } });
-    }
-  });
-});
-
 llama = await getLlama({ gpu: false, build: "never", skipDownload: true, progressLogs: false, logLevel: LlamaLogLevel.warn, logger: (level, message) => process.stderr.write(`[llama.cpp ${level}] ${message}\n`) });
-process.send!({ type: "ready" });
+send({ type: "ready" });

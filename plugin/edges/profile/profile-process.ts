@@ -9,27 +9,18 @@
  * layer and FFN neuron, importance = mean |a| and meanSquare = mean a^2 over the task's tokens,
  * where a = silu(gate·x) * (up·x) is the input of ffn_down (docs/profiling.md).
  */
-import { fork, type ChildProcess } from "node:child_process";
 import { createHash } from "node:crypto";
-import { createReadStream, existsSync } from "node:fs";
-import { dirname, join, relative, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { createReadStream } from "node:fs";
+import { resolve } from "node:path";
 import { EngineError, SecNeuronError } from "../../errors.js";
 import type { LlamaHyperparams } from "../../core/gguf/llama-check.js";
 import { PROFILE_FORMAT, PROFILE_VERSION, isValidTaskName, ProfileError, type LayerStats, type Profile, type TaskProfile } from "../../core/profile/profile.js";
+import { ChildRpc, childRpcText, resolveCompiledWorker, type ChildRpcText } from "../child-rpc.js";
 import { validateModelFile } from "../engine/engine-process.js";
-import type {
-  ProfileLoadResult,
-  ProfileMessage,
-  ProfileRequest,
-  ProfileRunRequest,
-  ProfileRunResult,
-  TaskActivationSums,
-} from "./protocol.js";
+import type { ProfileLoadResult, ProfileProgressMessage, ProfileRequest, ProfileRunRequest, ProfileRunResult, TaskActivationSums } from "./protocol.js";
 
 export type { ProfileLoadResult, ProfileRunResult, TaskActivationSums } from "./protocol.js";
 
-const STDERR_TAIL_BYTES = 16 * 1024;
 const LLAMA_TAG = "v0.4.0";
 
 /**
@@ -38,13 +29,7 @@ const LLAMA_TAG = "v0.4.0";
  * `<root>/dist/plugin/edges/profile/profile-worker.js` (run `npm run build` first).
  */
 export function resolveProfileWorkerPath(moduleUrl: string = import.meta.url): string {
-  const here = fileURLToPath(moduleUrl);
-  const dir = dirname(here);
-  if (here.endsWith(".ts")) {
-    const root = resolve(dir, "..", "..", "..");
-    return join(root, "dist", relative(root, dir), "profile-worker.js");
-  }
-  return join(dir, "profile-worker.js");
+  return resolveCompiledWorker(moduleUrl, "profile-worker.js");
 }
 
 export interface ProfileProgress {
@@ -87,117 +72,38 @@ export interface RunOptions {
   readonly onProgress?: (p: ProfileProgress) => void;
 }
 
-interface Pending {
-  readonly op: string;
-  readonly resolve: (v: unknown) => void;
-  readonly reject: (e: Error) => void;
-  readonly timer: NodeJS.Timeout;
-  readonly onProgress?: (p: ProfileProgress) => void;
-}
-
 type RequestBody = ProfileRequest extends infer R ? (R extends ProfileRequest ? Omit<R, "id"> : never) : never;
+
+const PROFILE_TEXT: ChildRpcText = {
+  ...childRpcText("profile child", "llama.cpp profile"),
+  startCrashed: (how, output) => `profile child ended during start-up (${how}): ${lastLine(output)}`,
+};
 
 /** One profiler child: load a model, run task corpora through it, dispose. */
 export class ProfileProcess {
-  private readonly pending = new Map<number, Pending>();
-  private nextId = 1;
-  private stderrTail = "";
-  private exited: { exitCode: number | null; signal: NodeJS.Signals | null } | undefined;
-  private exitWaiters: Array<() => void> = [];
-  private modelPath: string | undefined;
   private hyper: LlamaHyperparams | undefined;
 
-  private constructor(private readonly child: ChildProcess) {}
+  private constructor(private readonly rpc: ChildRpc<RequestBody>) {}
 
   static async start(opts: ProfileProcessOptions = {}): Promise<ProfileProcess> {
-    const workerPath = opts.workerPath ?? resolveProfileWorkerPath();
-    if (!existsSync(workerPath)) {
-      throw new EngineError("ENGINE_WORKER_MISSING", `profile worker ${workerPath} does not exist: run \`npm run build\` first`, { workerPath });
-    }
-    const child = fork(workerPath, [], {
-      execArgv: [],
-      stdio: ["ignore", "pipe", "pipe", "ipc"],
+    const rpc = await ChildRpc.start<RequestBody>({
+      workerPath: opts.workerPath ?? resolveProfileWorkerPath(),
+      worker: "profile worker",
       serialization: "advanced",
       env: { ...process.env, ...opts.env },
+      startTimeoutMs: opts.startTimeoutMs ?? 60_000,
+      forwardStderr: opts.forwardStderr ?? false,
+      text: PROFILE_TEXT,
     });
-    const p = new ProfileProcess(child);
-    await p.waitReady(opts.startTimeoutMs ?? 60_000, opts.forwardStderr ?? false);
-    return p;
-  }
-
-  private waitReady(timeoutMs: number, forwardStderr: boolean): Promise<void> {
-    const child = this.child;
-    const keep = (c: Buffer): void => {
-      this.stderrTail = (this.stderrTail + c.toString("utf8")).slice(-STDERR_TAIL_BYTES);
-    };
-    child.stderr!.on("data", (c: Buffer) => {
-      keep(c);
-      if (forwardStderr) process.stderr.write(c);
-    });
-    child.stdout!.on("data", keep);
-    return new Promise<void>((res, rej) => {
-      let ready = false;
-      const timer = setTimeout(() => {
-        if (ready) return;
-        child.kill("SIGKILL");
-        rej(new EngineError("ENGINE_START_TIMEOUT", `profile child did not start within ${timeoutMs} ms`, { stderr: this.stderrTail }));
-      }, timeoutMs);
-      child.on("message", (raw: unknown) => {
-        const m = raw as ProfileMessage;
-        if (m.type === "ready") {
-          ready = true;
-          clearTimeout(timer);
-          res();
-          return;
-        }
-        const p = this.pending.get(m.id);
-        if (!p) return;
-        if (m.type === "progress") {
-          p.onProgress?.({ task: m.task, done: m.done, total: m.total });
-          return;
-        }
-        this.pending.delete(m.id);
-        clearTimeout(p.timer);
-        if (m.ok) p.resolve(m.result);
-        else {
-          p.reject(
-            new EngineError("ENGINE_REQUEST_FAILED", `llama.cpp profile ${p.op} failed: ${m.error.message}`, {
-              op: p.op,
-              modelPath: this.modelPath,
-              childError: m.error,
-              stderr: this.stderrTail,
-            }),
-          );
-        }
-      });
-      child.on("error", (e) => {
-        if (!ready) {
-          clearTimeout(timer);
-          rej(new EngineError("ENGINE_SPAWN_FAILED", `cannot start the profile child: ${e.message}`));
-        }
-      });
-      child.on("exit", (code, signal) => {
-        this.exited = { exitCode: code, signal };
-        clearTimeout(timer);
-        const how = signal ? `signal ${signal}` : `exit code ${code}`;
-        const details = { exitCode: code, signal, modelPath: this.modelPath, stderr: this.stderrTail };
-        if (!ready) rej(new EngineError("ENGINE_CRASHED", `profile child ended during start-up (${how}): ${lastLine(this.stderrTail)}`, details));
-        for (const [id, p] of this.pending) {
-          this.pending.delete(id);
-          clearTimeout(p.timer);
-          p.reject(new EngineError("ENGINE_CRASHED", `llama.cpp profile child ended (${how}) during ${p.op}${this.modelPath ? ` of ${this.modelPath}` : ""}`, { ...details, op: p.op }));
-        }
-        for (const w of this.exitWaiters.splice(0)) w();
-      });
-    });
+    return new ProfileProcess(rpc);
   }
 
   get alive(): boolean {
-    return this.exited === undefined;
+    return this.rpc.alive;
   }
 
   get stderr(): string {
-    return this.stderrTail;
+    return this.rpc.output;
   }
 
   /** Hyperparameters of the loaded model (validated file), if any. */
@@ -206,27 +112,11 @@ export class ProfileProcess {
   }
 
   private request<T>(req: RequestBody, timeoutMs: number, onProgress?: (p: ProfileProgress) => void): Promise<T> {
-    if (this.exited) {
-      const { exitCode, signal } = this.exited;
-      return Promise.reject(new EngineError("ENGINE_DEAD", `profile child has already ended (${signal ? `signal ${signal}` : `exit code ${exitCode}`})`, { exitCode, signal }));
-    }
-    const id = this.nextId++;
-    return new Promise<T>((res, rej) => {
-      const timer = setTimeout(() => {
-        if (!this.pending.has(id)) return;
-        this.pending.delete(id);
-        this.child.kill("SIGKILL");
-        rej(new EngineError("ENGINE_TIMEOUT", `llama.cpp profile ${req.op} did not finish within ${timeoutMs} ms; child killed`, { op: req.op, modelPath: this.modelPath, stderr: this.stderrTail }));
-      }, timeoutMs);
-      this.pending.set(id, { op: req.op, resolve: res as (v: unknown) => void, reject: rej, timer, ...(onProgress ? { onProgress } : {}) });
-      try {
-        this.child.send({ ...req, id } as ProfileRequest);
-      } catch (e) {
-        this.pending.delete(id);
-        clearTimeout(timer);
-        rej(new EngineError("ENGINE_IPC_FAILED", `cannot reach the profile child: ${(e as Error).message}`));
-      }
+    const onEvent = onProgress && ((raw: unknown): void => {
+      const m = raw as ProfileProgressMessage;
+      onProgress({ task: m.task, done: m.done, total: m.total });
     });
+    return this.rpc.request<T>(req, timeoutMs, onEvent);
   }
 
   /**
@@ -236,7 +126,7 @@ export class ProfileProcess {
   async loadModel(modelPath: string, opts: { timeoutMs?: number; unsafeSkipValidation?: boolean } = {}): Promise<ProfileLoadResult> {
     const abs = resolve(modelPath);
     if (!opts.unsafeSkipValidation) this.hyper = validateOrThrow(abs);
-    this.modelPath = abs;
+    this.rpc.modelPath = abs;
     return this.request<ProfileLoadResult>({ op: "load", modelPath: abs }, opts.timeoutMs ?? 120_000);
   }
 
@@ -267,22 +157,16 @@ export class ProfileProcess {
   }
 
   kill(signal: NodeJS.Signals = "SIGKILL"): void {
-    if (this.alive) this.child.kill(signal);
+    this.rpc.kill(signal);
   }
 
-  waitForExit(): Promise<void> {
-    if (this.exited) return Promise.resolve();
-    return new Promise((res) => this.exitWaiters.push(res));
+  async waitForExit(): Promise<void> {
+    await this.rpc.waitForExit();
   }
 
   /** Ask the child to exit; kill it after graceMs. Never throws. */
-  async dispose(graceMs = 5_000): Promise<void> {
-    if (!this.alive) return;
-    const exited = this.waitForExit();
-    this.request({ op: "exit" }, graceMs).catch(() => {});
-    const timer = setTimeout(() => this.kill("SIGKILL"), graceMs);
-    await exited;
-    clearTimeout(timer);
+  dispose(graceMs = 5_000): Promise<void> {
+    return this.rpc.dispose(graceMs);
   }
 }
 

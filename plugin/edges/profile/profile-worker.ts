@@ -41,6 +41,7 @@ import {
   type LlamaModelHandle,
   type LlamaVocabHandle,
 } from "../../../ffi/libllama.js";
+import { serveRequests } from "../child-rpc-worker.js";
 import type {
   ProfileLoadResult,
   ProfileMessage,
@@ -50,14 +51,7 @@ import type {
   TaskActivationSums,
 } from "./protocol.js";
 
-if (typeof process.send !== "function") {
-  console.error("secneuron profile worker: must be started with an IPC channel (child_process.fork)");
-  process.exit(2);
-}
-const send = (m: ProfileMessage): void => {
-  process.send!(m);
-};
-process.on("disconnect", () => process.exit(0));
+const send = serveRequests<ProfileRequest, ProfileMessage>("profile worker", handle, { errorCode: true });
 
 const FFN_DOWN = /^blk\.(\d+)\.ffn_down\.weight$/;
 const ATTN_OUTPUT = /^blk\.(\d+)\.attn_output\.weight$/;
@@ -394,17 +388,6 @@ function handle(req: ProfileRequest): unknown {
       return null;
   }
 }
-
-process.on("message", (raw: unknown) => {
-  const req = raw as ProfileRequest;
-  try {
-    send({ type: "response", id: req.id, ok: true, result: handle(req) });
-  } catch (e) {
-    const err = e instanceof Error ? e : new Error(String(e));
-    const code = (err as { code?: unknown }).code;
-    send({ type: "response", id: req.id, ok: false, error: { name: err.name, message: err.message, ...(typeof code === "string" ? { code } : {}) } });
-  }
-});
 
 const t0 = performance.now();
 lib = loadLibLlama({ logLevel: Number(process.env.SECNEURON_LLAMA_LOG_LEVEL ?? 3) });
