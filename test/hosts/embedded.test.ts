@@ -33,8 +33,9 @@ beforeAll(async () => {
   await host.start();
   target = await host.ensureModel(Q8, files.q8_0);
   await host.ensureModel(F16, files.f16);
-  ollama = new Ollama({ host: target.baseUrl });
-  openai = new OpenAI({ baseURL: `${target.baseUrl}/v1`, apiKey: "x", maxRetries: 0 });
+  ollama = new Ollama({ host: target.baseUrl, headers: { ...target.headers } });
+  // The OpenAI client sends `Authorization: Bearer <apiKey>`: the host key is that bearer token.
+  openai = new OpenAI({ baseURL: `${target.baseUrl}/v1`, apiKey: hostKey(target), maxRetries: 0 });
 });
 
 afterAll(async () => {
@@ -52,7 +53,7 @@ async function rejection(p: Promise<unknown>): Promise<Error> {
 }
 
 async function post(path: string, body: unknown): Promise<{ status: number; type: string; text: string }> {
-  const r = await fetch(`${target.baseUrl}${path}`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+  const r = await fetch(`${target.baseUrl}${path}`, { method: "POST", headers: { "content-type": "application/json", ...target.headers }, body: JSON.stringify(body) });
   return { status: r.status, type: r.headers.get("content-type") ?? "", text: await r.text() };
 }
 
@@ -203,7 +204,7 @@ describe("Ollama API through the ollama library", () => {
 
     const v = await ollama.version();
     expect(v.version).toMatch(/^\d+\.\d+\.\d+/);
-    const root = await fetch(`${target.baseUrl}/`);
+    const root = await fetch(`${target.baseUrl}/`, { headers: { ...target.headers } });
     expect(await root.text()).toBe("Ollama is running");
   });
 
@@ -334,7 +335,7 @@ describe("concurrency and supervision", () => {
 
   it("a client that goes away mid-stream frees the model for the next request", async () => {
     const ac = new AbortController();
-    const r = await fetch(`${target.baseUrl}/api/generate`, { method: "POST", body: JSON.stringify({ model: Q8, prompt: "abc", options: { temperature: 0 } }), signal: ac.signal });
+    const r = await fetch(`${target.baseUrl}/api/generate`, { method: "POST", headers: { ...target.headers }, body: JSON.stringify({ model: Q8, prompt: "abc", options: { temperature: 0 } }), signal: ac.signal });
     const reader = r.body!.getReader();
     await reader.read();
     ac.abort();
@@ -405,19 +406,38 @@ describe("concurrency and supervision", () => {
     const h = new EmbeddedHost({ threads: 1, contextSize: 256, maxRestartsPerMinute: 0 });
     await h.start();
     const t = await h.ensureModel(Q8, files.q4_0);
-    const c = new Ollama({ host: t.baseUrl });
+    const c = new Ollama({ host: t.baseUrl, headers: { ...t.headers } });
     expect((await c.generate({ model: Q8, prompt: "abc", stream: false, options: GREEDY })).response).toBe(oracle("abc"));
     const dead = h.childPid!;
     process.kill(dead, "SIGKILL");
     await vi.waitFor(() => expect(h.childPid).toBeUndefined(), { timeout: 10_000, interval: 20 });
     expect(await h.healthy()).toBe(false);
     // Same URL, same registration, a fresh child.
-    const r = await new OpenAI({ baseURL: `${t.baseUrl}/v1`, apiKey: "x", maxRetries: 0 }).completions.create({ model: Q8, prompt: "123", temperature: 0, max_tokens: ORACLE_MAX_TOKENS });
+    const r = await new OpenAI({ baseURL: `${t.baseUrl}/v1`, apiKey: hostKey(t), maxRetries: 0 }).completions.create({ model: Q8, prompt: "123", temperature: 0, max_tokens: ORACLE_MAX_TOKENS });
     expect(r.choices[0]!.text).toBe(oracle("123"));
     const pid = h.childPid!;
     expect(pid).not.toBe(dead);
     await h.stop();
     expect(await h.healthy()).toBe(false);
     expect(() => process.kill(pid, 0)).toThrow();
+  });
+});
+
+function hostKey(t: HostTarget): string {
+  return String(t.headers?.authorization ?? "").replace(/^Bearer /, "");
+}
+
+describe("the host's loopback ports take only requests with its key", () => {
+  it("front server and child refuse requests without the key", async () => {
+    const r = await fetch(`${target.baseUrl}/api/tags`);
+    expect(r.status).toBe(401);
+    const wrong = await fetch(`${target.baseUrl}/api/tags`, { headers: { authorization: "Bearer nope" } });
+    expect(wrong.status).toBe(401);
+    const child = (host as unknown as { child?: { port: number } }).child;
+    expect(child?.port).toBeGreaterThan(0);
+    const direct = await fetch(`http://127.0.0.1:${child!.port}/api/tags`);
+    expect(direct.status).toBe(401);
+    const ok = await fetch(`${target.baseUrl}/api/tags`, { headers: { ...target.headers } });
+    expect(ok.status).toBe(200);
   });
 });

@@ -15,7 +15,8 @@
  * a model lazily on its first request and frees it on removeModel.
  */
 import { fork, type ChildProcess } from "node:child_process";
-import { createHash } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
+import { hasKey } from "./host-key.js";
 import { existsSync, statSync } from "node:fs";
 import { Agent, createServer, request, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -199,6 +200,11 @@ export class EmbeddedHost implements HostAdapter {
   private readonly opts: Required<Omit<EmbeddedHostOptions, "workerPath" | "env" | "port">> & Pick<EmbeddedHostOptions, "env" | "port">;
   private readonly workerPath: string;
   private readonly models = new Map<string, Registration>();
+  /**
+   * Every request to the front server and to the child must carry this key: both listen on
+   * loopback ports that any local user could reach, and they serve decrypted variants.
+   */
+  private readonly key = randomBytes(32).toString("base64url");
   private front: Server | undefined;
   private frontUrl: string | undefined;
   private frontStarting: Promise<void> | undefined;
@@ -258,14 +264,14 @@ export class EmbeddedHost implements HostAdapter {
     const known = this.models.get(name);
     if (known && known.path === abs) {
       await this.ensureChild();
-      return { baseUrl: this.baseUrl, modelName: name };
+      return { baseUrl: this.baseUrl, modelName: name, headers: { authorization: `Bearer ${this.key}` } };
     }
     const info = describeModelFile(name, abs);
     this.models.set(name, { path: abs, info });
     await this.startFront();
     const child = await this.ensureChild();
     await child.request({ op: "register", name, path: abs, info }, this.opts.ipcTimeoutMs);
-    return { baseUrl: this.baseUrl, modelName: name };
+    return { baseUrl: this.baseUrl, modelName: name, headers: { authorization: `Bearer ${this.key}` } };
   }
 
   async removeModel(name: string): Promise<void> {
@@ -285,7 +291,7 @@ export class EmbeddedHost implements HostAdapter {
     try {
       await child.request<PingResult>({ op: "ping" }, 2_000);
       return await new Promise<boolean>((res) => {
-        const r = request({ host: "127.0.0.1", port: child.port, path: "/", method: "GET", agent: false, timeout: 2_000 }, (m) => {
+        const r = request({ host: "127.0.0.1", port: child.port, path: "/", method: "GET", agent: false, timeout: 2_000, headers: { authorization: `Bearer ${this.key}` } }, (m) => {
           m.resume();
           res(m.statusCode === 200);
         });
@@ -375,7 +381,7 @@ export class EmbeddedHost implements HostAdapter {
       execArgv: [],
       stdio: ["ignore", "pipe", "pipe", "ipc"],
       serialization: "json",
-      env: { ...process.env, NODE_LLAMA_CPP_SKIP_DOWNLOAD: "true", ...this.opts.env },
+      env: { ...process.env, NODE_LLAMA_CPP_SKIP_DOWNLOAD: "true", ...this.opts.env, SECNEURON_HOST_KEY: this.key },
     });
     const child = new Child(proc);
     const keepTail = (c: Buffer): void => {
@@ -439,6 +445,11 @@ export class EmbeddedHost implements HostAdapter {
 
   /** Pipe one request to the child; a dead child becomes a 502 in the API's error shape. */
   private forward(req: IncomingMessage, res: ServerResponse): void {
+    if (!hasKey(req, this.key)) {
+      req.resume();
+      res.writeHead(401, { "content-type": "application/json" }).end(errorBodyFor(req.url, 401, "embedded llama.cpp host: requests come through the secneuron sidecar"));
+      return;
+    }
     let finished = false;
     let streamType = "";
     const fail = (status: number, why: string): void => {

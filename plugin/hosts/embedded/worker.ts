@@ -8,6 +8,7 @@
  * validated here: the parent validates every file before registering it.
  */
 import { createServer } from "node:http";
+import { hasKey } from "./host-key.js";
 import { getLlama, LlamaLogLevel } from "node-llama-cpp";
 import { handleRequest } from "./api.js";
 import { ModelRegistry } from "./models.js";
@@ -44,7 +45,17 @@ const llama = await getLlama({
 const registry = new ModelRegistry(llama, config);
 const ctx = { registry, config };
 
-const server = createServer((req, res) => handleRequest(ctx, req, res));
+// Only the parent's front server (which holds the key) may talk to this loopback port.
+const hostKey = process.env.SECNEURON_HOST_KEY ?? "";
+delete process.env.SECNEURON_HOST_KEY;
+const server = createServer((req, res) => {
+  if (!hostKey || !hasKey(req, hostKey)) {
+    req.resume();
+    res.writeHead(401, { "content-type": "application/json" }).end(JSON.stringify({ error: "unauthorized" }));
+    return;
+  }
+  handleRequest(ctx, req, res);
+});
 server.keepAliveTimeout = 5_000;
 server.on("clientError", (_e, socket) => socket.destroy());
 
