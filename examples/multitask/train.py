@@ -1,0 +1,349 @@
+#!/usr/bin/python3
+"""Train the small multi-task llama model (issue 6, item 3) on train.txt from corpus.ts.
+
+System python3 + Debian's python3-torch (CPU), ONE thread. The model matches llama.cpp's
+`llama` architecture exactly: token embedding, per layer RMSNorm -> causal attention with RoPE
+in llama.cpp's NORM layout (adjacent pairs (2i, 2i+1), theta = pos * base^(-2i/head_dim)) -> residual,
+RMSNorm -> SwiGLU FFN (down(silu(gate x) * up x)) -> residual; final RMSNorm; untied output.
+No biases. Vocabulary: the byte-level SPM vocab of plugin/core/gguf/byte-vocab.ts (260 tokens):
+<unk>0 <s>1 </s>2, byte b -> 3+b, except the space which llama.cpp's SPM tokenizer turns into
+'\u2581' (token 259). A line `prompt+answer` trains as BOS + bytes + EOS, so greedy decoding in
+llama.cpp stops after the answer.
+
+Output (no pickle): <out>/weights.bin (little-endian f32, tensors back to back, each row-major
+in PyTorch's [out, in] = GGUF ne [in, out]) and <out>/weights.json (dims, tensor index by GGUF
+name, per-task held-out accuracy, and PyTorch's greedy answers for a sample of prompts that
+export.ts compares with llama.cpp's).
+
+Usage: python3 examples/multitask/train.py --data examples/multitask/data --out examples/multitask/weights
+"""
+import argparse
+import json
+import math
+import os
+import random
+import sys
+import time
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+import torch  # noqa: E402
+import torch.nn as nn  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+torch.set_num_threads(1)
+
+UNK, BOS, EOS, BYTE_BASE, SPACE, VOCAB = 0, 1, 2, 3, 259, 260
+TASKS = ["text", "arith", "code", "trans", "pii", "abuse"]
+
+
+def encode(s):
+    return [SPACE if b == 0x20 else BYTE_BASE + b for b in s.encode("utf-8")]
+
+
+def decode(toks):
+    out = bytearray()
+    for t in toks:
+        if t == SPACE:
+            out.append(0x20)
+        elif BYTE_BASE <= t < BYTE_BASE + 256:
+            out.append(t - BYTE_BASE)
+    return out.decode("utf-8", errors="replace")
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, d, eps):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(d))
+        self.eps = eps
+
+    def forward(self, x):
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
+
+
+def rope_tables(n_pos, head_dim, base):
+    inv = base ** (-torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim)  # [hd/2]
+    ang = torch.arange(n_pos, dtype=torch.float64)[:, None] * inv[None, :]
+    return torch.cos(ang).float(), torch.sin(ang).float()
+
+
+def apply_rope(x, cos, sin):
+    # x: [B, H, T, hd]; llama.cpp NORM mode rotates adjacent pairs (x[2i], x[2i+1]).
+    x0 = x[..., 0::2]
+    x1 = x[..., 1::2]
+    c = cos[: x.shape[2]]
+    s = sin[: x.shape[2]]
+    r0 = x0 * c - x1 * s
+    r1 = x0 * s + x1 * c
+    return torch.stack((r0, r1), dim=-1).flatten(-2)
+
+
+class Block(nn.Module):
+    def __init__(self, d, n_head, n_ff, eps):
+        super().__init__()
+        self.n_head = n_head
+        self.attn_norm = RMSNorm(d, eps)
+        self.wq = nn.Linear(d, d, bias=False)
+        self.wk = nn.Linear(d, d, bias=False)
+        self.wv = nn.Linear(d, d, bias=False)
+        self.wo = nn.Linear(d, d, bias=False)
+        self.ffn_norm = RMSNorm(d, eps)
+        self.gate = nn.Linear(d, n_ff, bias=False)
+        self.up = nn.Linear(d, n_ff, bias=False)
+        self.down = nn.Linear(n_ff, d, bias=False)
+
+    def forward(self, x, cos, sin, mask):
+        B, T, D = x.shape
+        hd = D // self.n_head
+        h = self.attn_norm(x)
+        q = self.wq(h).view(B, T, self.n_head, hd).transpose(1, 2)
+        k = self.wk(h).view(B, T, self.n_head, hd).transpose(1, 2)
+        v = self.wv(h).view(B, T, self.n_head, hd).transpose(1, 2)
+        q = apply_rope(q, cos, sin)
+        k = apply_rope(k, cos, sin)
+        att = (q @ k.transpose(-1, -2)) / math.sqrt(hd)
+        att = att.masked_fill(mask[:T, :T], float("-inf")).softmax(-1)
+        y = (att @ v).transpose(1, 2).reshape(B, T, D)
+        x = x + self.wo(y)
+        h = self.ffn_norm(x)
+        return x + self.down(F.silu(self.gate(h)) * self.up(h))
+
+
+class Model(nn.Module):
+    def __init__(self, d, n_layer, n_head, n_ff, ctx, eps=1e-5, rope_base=10000.0):
+        super().__init__()
+        self.dims = dict(nEmbd=d, nLayer=n_layer, nHead=n_head, nHeadKv=n_head, nFf=n_ff, contextLength=ctx, rmsEpsilon=eps, ropeBase=rope_base, nVocab=VOCAB)
+        self.embed = nn.Embedding(VOCAB, d)
+        self.blocks = nn.ModuleList([Block(d, n_head, n_ff, eps) for _ in range(n_layer)])
+        self.norm = RMSNorm(d, eps)
+        self.output = nn.Linear(d, VOCAB, bias=False)
+        cos, sin = rope_tables(ctx, d // n_head, rope_base)
+        self.register_buffer("cos", cos, persistent=False)
+        self.register_buffer("sin", sin, persistent=False)
+        self.register_buffer("mask", torch.triu(torch.ones(ctx, ctx, dtype=torch.bool), 1), persistent=False)
+        nn.init.normal_(self.embed.weight, std=0.02)
+        for n, p in self.named_parameters():
+            if p.dim() == 2 and n != "embed.weight":
+                nn.init.normal_(p, std=0.02 if not (n.endswith("wo.weight") or n.endswith("down.weight")) else 0.02 / math.sqrt(2 * n_layer))
+
+    def forward(self, idx):
+        x = self.embed(idx)
+        for b in self.blocks:
+            x = b(x, self.cos, self.sin, self.mask)
+        return self.output(self.norm(x))
+
+    def gguf_tensors(self):
+        """(GGUF name, tensor) in llama.cpp's order (byte-vocab.ts llamaTensorShapes)."""
+        out = [("token_embd.weight", self.embed.weight)]
+        for i, b in enumerate(self.blocks):
+            p = f"blk.{i}."
+            out += [
+                (p + "attn_norm.weight", b.attn_norm.weight),
+                (p + "attn_q.weight", b.wq.weight),
+                (p + "attn_k.weight", b.wk.weight),
+                (p + "attn_v.weight", b.wv.weight),
+                (p + "attn_output.weight", b.wo.weight),
+                (p + "ffn_norm.weight", b.ffn_norm.weight),
+                (p + "ffn_gate.weight", b.gate.weight),
+                (p + "ffn_down.weight", b.down.weight),
+                (p + "ffn_up.weight", b.up.weight),
+            ]
+        out += [("output_norm.weight", self.norm.weight), ("output.weight", self.output.weight)]
+        return out
+
+
+def load_jsonl(path):
+    with open(path) as f:
+        return [json.loads(l) for l in f if l.strip()]
+
+
+@torch.no_grad()
+def greedy(model, prompts, max_new):
+    """Greedy answers (stop at EOS), batched by prompt length."""
+    model.eval()
+    res = [None] * len(prompts)
+    groups = {}
+    for i, p in enumerate(prompts):
+        groups.setdefault(len(encode(p)), []).append(i)
+    ctx = model.dims["contextLength"]
+    for _, ids in groups.items():
+        for s in range(0, len(ids), 256):
+            chunk = ids[s : s + 256]
+            x = torch.tensor([[BOS] + encode(prompts[i]) for i in chunk])
+            done = torch.zeros(len(chunk), dtype=torch.bool)
+            gen = [[] for _ in chunk]
+            for _ in range(max_new):
+                if x.shape[1] >= ctx:
+                    break
+                nxt = model(x)[:, -1].argmax(-1)
+                for j, t in enumerate(nxt.tolist()):
+                    if not done[j]:
+                        if t == EOS:
+                            done[j] = True
+                        else:
+                            gen[j].append(t)
+                if done.all():
+                    break
+                x = torch.cat([x, nxt[:, None]], 1)
+            for j, i in enumerate(chunk):
+                res[i] = decode(gen[j])
+    model.train()
+    return res
+
+
+def evaluate(model, heldout, limit=None):
+    acc = {}
+    for t in TASKS:
+        xs = heldout[t][:limit] if limit else heldout[t]
+        max_new = max(len(encode(e["answer"])) for e in xs) + 2
+        outs = greedy(model, [e["prompt"] for e in xs], max_new)
+        acc[t] = sum(o == e["answer"] for o, e in zip(outs, xs)) / len(xs)
+    return acc
+
+
+def save(model, out_dir, meta):
+    os.makedirs(out_dir, exist_ok=True)
+    index = []
+    off = 0
+    tmp = os.path.join(out_dir, "weights.bin.tmp")
+    with open(tmp, "wb") as f:
+        for name, p in model.gguf_tensors():
+            a = p.detach().float().contiguous()
+            b = a.numpy().astype("<f4").tobytes()
+            f.write(b)
+            index.append(dict(name=name, shape=list(a.shape), offset=off, count=a.numel()))
+            off += len(b)
+    os.replace(tmp, os.path.join(out_dir, "weights.bin"))
+    with open(os.path.join(out_dir, "weights.json.tmp"), "w") as f:
+        json.dump(dict(dims=model.dims, tensors=index, **meta), f, indent=1)
+    os.replace(os.path.join(out_dir, "weights.json.tmp"), os.path.join(out_dir, "weights.json"))
+
+
+def load_weights(model, in_dir):
+    with open(os.path.join(in_dir, "weights.json")) as f:
+        index = json.load(f)
+    with open(os.path.join(in_dir, "weights.bin"), "rb") as f:
+        raw = f.read()
+    params = dict(model.gguf_tensors())
+    with torch.no_grad():
+        for t in index["tensors"]:
+            a = torch.frombuffer(bytearray(raw[t["offset"] : t["offset"] + 4 * t["count"]]), dtype=torch.float32)
+            params[t["name"]].copy_(a.view(*t["shape"]))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--data", default="examples/multitask/data")
+    ap.add_argument("--out", default="examples/multitask/weights")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--d", type=int, default=128)
+    ap.add_argument("--layers", type=int, default=2)
+    ap.add_argument("--heads", type=int, default=4)
+    ap.add_argument("--ff", type=int, default=768)
+    ap.add_argument("--ctx", type=int, default=128)
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--prompt-weight", type=float, default=0.25, help="loss weight of prompt tokens (answer+EOS weigh 1)")
+    ap.add_argument("--minutes", type=float, default=45)
+    ap.add_argument("--target", type=float, default=0.97, help="stop when every task's full held-out accuracy reaches this")
+    ap.add_argument("--eval-every", type=int, default=1000)
+    ap.add_argument("--max-steps", type=int, default=0)
+    ap.add_argument("--init", default="", help="start from this weights dir (weights.bin + weights.json), e.g. to anneal")
+    ap.add_argument("--decay", action="store_true", help="decay the learning rate linearly to 5%% over the time budget")
+    args = ap.parse_args()
+
+    torch.manual_seed(args.seed)
+    random.seed(args.seed)
+    with open(os.path.join(args.data, "train.txt")) as f:
+        lines = [l.rstrip("\n") for l in f if l.strip()]
+    sep = " => "
+    seqs, weights = [], []
+    for l in lines:
+        k = l.index(sep) + len(sep)
+        p, a = encode(l[:k]), encode(l[k:])
+        seqs.append([BOS] + p + a + [EOS])
+        # weight of predicting token i+1 from position i
+        weights.append([args.prompt_weight] * len(p) + [1.0] * (len(a) + 1))
+    L = max(len(s) for s in seqs)
+    assert L <= args.ctx, f"longest line {L} tokens > ctx {args.ctx}"
+    N = len(seqs)
+    X = torch.zeros(N, L, dtype=torch.long)
+    W = torch.zeros(N, L)
+    lens = torch.tensor([len(s) for s in seqs])
+    for i, (s, w) in enumerate(zip(seqs, weights)):
+        X[i, : len(s)] = torch.tensor(s)
+        W[i, : len(w)] = torch.tensor(w)
+    heldout = {t: load_jsonl(os.path.join(args.data, f"heldout-{t}.jsonl")) for t in TASKS}
+    print(f"{N} lines, longest {L} tokens; heldout {', '.join(f'{t} {len(heldout[t])}' for t in TASKS)}", flush=True)
+
+    model = Model(args.d, args.layers, args.heads, args.ff, args.ctx)
+    print(f"params {sum(p.numel() for p in model.parameters())}", flush=True)
+    if args.init:
+        load_weights(model, args.init)
+        print(f"initialised from {args.init}", flush=True)
+    decay = [p for p in model.parameters() if p.dim() == 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.01}, {"params": no_decay, "weight_decay": 0.0}], lr=args.lr, betas=(0.9, 0.98))
+    t0 = time.time()
+    budget = args.minutes * 60
+    step = 0
+    best = -1.0
+    # Length-bucketed batches: sort random chunks of 50 batches by length (less padding).
+    def batches():
+        while True:
+            perm = torch.randperm(N)
+            for c in range(0, N - args.batch * 50 + 1, args.batch * 50):
+                chunk = perm[c : c + args.batch * 50]
+                chunk = chunk[torch.argsort(lens[chunk])]
+                bs = [chunk[i : i + args.batch] for i in range(0, len(chunk), args.batch)]
+                for j in torch.randperm(len(bs)).tolist():
+                    yield bs[j]
+
+    batch_iter = batches()
+    ema = None
+    finished = False
+    while not finished:
+        idx = next(batch_iter)
+        T = int(lens[idx].max())
+        x = X[idx, :T]
+        w = W[idx, :T]
+        lr = args.lr * (1.0 if args.init else min(1.0, (step + 1) / 300))
+        if args.decay:
+            lr *= max(0.05, 1.0 - (time.time() - t0) / budget)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        logits = model(x[:, :-1])
+        loss_tok = F.cross_entropy(logits.reshape(-1, VOCAB), x[:, 1:].reshape(-1), reduction="none")
+        ww = w[:, :-1].reshape(-1)
+        loss = (loss_tok * ww).sum() / ww.sum()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        step += 1
+        ema = loss.item() if ema is None else 0.98 * ema + 0.02 * loss.item()
+        elapsed = time.time() - t0
+        out_of_time = elapsed > budget or (args.max_steps and step >= args.max_steps)
+        if step % args.eval_every == 0 or out_of_time:
+            acc = evaluate(model, heldout, limit=60)
+            full = False
+            if min(acc.values()) >= args.target or out_of_time:
+                acc = evaluate(model, heldout)
+                full = True
+            print(f"step {step} {elapsed/60:.1f} min loss {ema:.4f} {'full' if full else 'sample'} heldout: " + " ".join(f"{t} {acc[t]*100:.1f}" for t in TASKS), flush=True)
+            m = min(acc.values())
+            if full or m > best:
+                best = max(best, m)
+                samples = {}
+                for t in TASKS:
+                    xs = heldout[t][:20]
+                    outs = greedy(model, [e["prompt"] for e in xs], max(len(encode(e["answer"])) for e in xs) + 2)
+                    samples[t] = [dict(prompt=e["prompt"], answer=e["answer"], torch=o) for e, o in zip(xs, outs)]
+                save(model, args.out, dict(step=step, minutes=round(elapsed / 60, 2), loss=ema, heldout=acc, heldoutFull=full, args=vars(args), samples=samples))
+            if (full and min(acc.values()) >= args.target) or out_of_time:
+                finished = True
+    print(f"done: {step} steps in {(time.time()-t0)/60:.1f} min", flush=True)
+
+
+if __name__ == "__main__":
+    main()
