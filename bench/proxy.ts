@@ -1,9 +1,13 @@
 /**
  * `npm run bench:proxy [-- --requests 400 --tokens 200 --json]`: the sidecar's overhead on the same
  * embedded llama.cpp host, direct vs through the proxy, in one run: added latency (p50, p99) of a
- * non-streaming request, and streamed tokens/s with 1 and 64 concurrent streams.
+ * non-streaming request, and streamed tokens/s with 1 and 64 concurrent streams. The load client
+ * runs in its own process (bench/proxy-client.ts), as a real caller would.
  */
+import { execFile } from "node:child_process";
+import { promisify } from "node:util";
 import { Agent, request } from "node:http";
+import { fileURLToPath } from "node:url";
 import { mkdtempSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
@@ -43,44 +47,21 @@ async function main(): Promise<void> {
     const warm = await post(f.sidecar.url, "/api/generate", small, auth);
     if (warm.status !== 200) throw new Error(`warm-up failed: ${warm.status} ${warm.text}`);
     const target = await f.sidecar.host.ensureModel("oracle--digits.letters", (await import("node:fs")).readdirSync(join(dir, "variants")).map((x) => join(dir, "variants", x)).find((x) => x.endsWith(".gguf"))!);
-    const directSmall = small.replace('"oracle"', `"${target.modelName}"`);
-    const direct: number[] = [];
-    const proxied: number[] = [];
-    for (let i = 0; i < 30; i++) { await post(target.baseUrl, "/api/generate", directSmall, {}); await post(f.sidecar.url, "/api/generate", small, auth); }
-    for (let i = 0; i < N; i++) {
-      const a = await post(target.baseUrl, "/api/generate", directSmall, {});
-      const b = await post(f.sidecar.url, "/api/generate", small, auth);
-      if (a.status !== 200 || b.status !== 200) throw new Error(`request failed: ${a.status} ${b.status}`);
-      direct.push(a.ms);
-      proxied.push(b.ms);
-    }
-    const stream = (model: string) => JSON.stringify({ model, prompt: "abc", stream: true, options: { temperature: 0, num_predict: TOKENS } });
-    async function tokensPerSecond(base: string, body: string, headers: Record<string, string>, concurrency: number): Promise<number> {
-      const t0 = performance.now();
-      const rs = await Promise.all(Array.from({ length: concurrency }, () => post(base, "/api/generate", body, headers)));
-      const secs = (performance.now() - t0) / 1000;
-      let tokens = 0;
-      for (const r of rs) {
-        if (r.status !== 200) throw new Error(`stream failed: ${r.status}`);
-        const last = JSON.parse(r.text.trim().split("\n").at(-1)!);
-        tokens += last.eval_count;
-      }
-      return tokens / secs;
-    }
+    // The load client runs in its own process: its work must not land on the sidecar's loop.
+    const cfg = {
+      direct: { url: target.baseUrl, headers: { ...target.headers }, model: target.modelName },
+      proxied: { url: f.sidecar.url, headers: auth, model: "oracle" },
+      requests: N, tokens: TOKENS,
+    };
+    // Asynchronous: the sidecar in this process must keep serving while the client runs.
+    const { stdout: out } = await promisify(execFile)(process.execPath, [fileURLToPath(new URL("./proxy-client.js", import.meta.url)), JSON.stringify(cfg)], { encoding: "utf8", maxBuffer: 64 << 20 });
+    const r = JSON.parse(out.trim().split("\n").at(-1)!) as { direct: number[]; proxied: number[]; streams: Record<string, { direct: number; proxied: number }> };
+    const direct = r.direct;
+    const proxied = r.proxied;
     const tput: Record<string, { direct: number; proxied: number; ratio: number }> = {};
-    for (const c of [1, 64]) {
-      const d: number[] = [];
-      const p: number[] = [];
-      for (let rep = 0; rep < (c === 1 ? 7 : 3); rep++) {
-        d.push(await tokensPerSecond(target.baseUrl, stream(target.modelName), {}, c));
-        p.push(await tokensPerSecond(f.sidecar.url, stream("oracle"), auth, c));
-      }
-      const dm = pct(d, 0.5);
-      const pm = pct(p, 0.5);
-      tput[`streams${c}`] = { direct: Number(dm.toFixed(0)), proxied: Number(pm.toFixed(0)), ratio: Number((pm / dm).toFixed(3)) };
-    }
+    for (const [k, v] of Object.entries(r.streams)) tput[k] = { direct: Number(v.direct.toFixed(0)), proxied: Number(v.proxied.toFixed(0)), ratio: Number((v.proxied / v.direct).toFixed(3)) };
     const res = {
-      bench: "proxy", host: "embedded", requests: N,
+      bench: "proxy", host: "embedded", requests: N, client: "separate process",
       directP50Ms: Number(pct(direct, 0.5).toFixed(3)), directP99Ms: Number(pct(direct, 0.99).toFixed(3)),
       proxiedP50Ms: Number(pct(proxied, 0.5).toFixed(3)), proxiedP99Ms: Number(pct(proxied, 0.99).toFixed(3)),
       addedP50Ms: Number((pct(proxied, 0.5) - pct(direct, 0.5)).toFixed(3)), addedP99Ms: Number((pct(proxied, 0.99) - pct(direct, 0.99)).toFixed(3)),
