@@ -53,6 +53,7 @@ Options:
   --lock <t1,t2>        a set of tasks to lock together; repeat for several lock sets
                         (default: every task named pii or abuse, one set each)
   --budgets <list>      fractions of all FFN neurons per locked task (default 0.01,0.02,0.05)
+  --head-ratio <f>      also seal this fraction of the attention head groups per locked task
   --methods <list>      selection methods (default: all four)
   --seed <n>            seed of the random baseline (default 1)
   --out <file.md|dir>   report path (default eval-report/report.md); chart.png, chart.svg and
@@ -74,6 +75,7 @@ Example:
     only: { type: "string" },
     lock: { type: "string", multiple: true },
     budgets: { type: "string" },
+    "head-ratio": { type: "string" },
     methods: { type: "string" },
     seed: { type: "string" },
     out: { type: "string" },
@@ -109,6 +111,7 @@ Example:
       tasks,
       locks,
       budgets: values.budgets !== undefined ? numbers(values.budgets, "budgets") : [0.01, 0.02, 0.05],
+      ...(values["head-ratio"] !== undefined ? { headRatio: numbers(values["head-ratio"], "head-ratio")[0]! } : {}),
       methods: methods as Method[],
       seed,
       out: isFile ? dirname(out) : out,

@@ -52,7 +52,11 @@ export function randomProfile(base: Profile, seed: number): Profile {
   const nFf = base.model.feedForwardLength;
   return withTasks(base, `secneuron eval: random importances, seed ${seed}`, (_n, t) => ({
     tokens: t.tokens,
-    layers: Array.from({ length: base.model.blockCount }, (_, layer) => ({ layer, importance: Array.from({ length: nFf }, () => 1 - r()) })),
+    layers: Array.from({ length: base.model.blockCount }, (_, layer) => ({
+      layer,
+      importance: Array.from({ length: nFf }, () => 1 - r()),
+      ...(base.model.headGroups ? { heads: Array.from({ length: base.model.headGroups }, () => 1 - r()) } : {}),
+    })),
   }));
 }
 

@@ -46,6 +46,11 @@ export interface EvaluateOptions {
   readonly locks: readonly (readonly string[])[];
   /** Fractions of all FFN neurons each locked task seals. */
   readonly budgets: readonly number[];
+  /**
+   * Also seal this fraction of the attention head groups per locked task, chosen the same way
+   * (methods whose profile has head importances: specificity, largest-activation, random).
+   */
+  readonly headRatio?: number;
   readonly methods?: readonly Method[];
   readonly seed?: number;
   /** Write results.json, the report, chart.svg and chart.png into this directory. */
@@ -246,7 +251,7 @@ export async function evaluate(opts: EvaluateOptions): Promise<EvaluateOutput> {
           const heldout: KeyScores[] = [];
           const calib: KeyScores[] = [];
           try {
-            const summary = await sealModel({ model: opts.model, out: sealed, profile: mp, lock: { tasks: lock, count, scoring: methodScoring(method) }, authority });
+            const summary = await sealModel({ model: opts.model, out: sealed, profile: mp, lock: { tasks: lock, count, scoring: methodScoring(method), ...(opts.headRatio && mp.model.headGroups ? { headRatio: opts.headRatio } : {}) }, authority });
             sealedNeurons = summary.sealedNeurons;
             const sm = openSealedModel(sealed);
             for (const k of keys) {
@@ -300,7 +305,7 @@ export async function evaluate(opts: EvaluateOptions): Promise<EvaluateOutput> {
       format: "secneuron-eval",
       version: 1,
       model: { path: basename(opts.model), ...(profile.model.sha256 ? { sha256: profile.model.sha256 } : {}), blockCount: hyper.blockCount, feedForwardLength: hyper.feedForwardLength },
-      config: { locks: opts.locks.map((l) => [...l]), budgets: [...opts.budgets].sort((a, b) => a - b), methods, seed, strict, budgetRule: rule },
+      config: { locks: opts.locks.map((l) => [...l]), budgets: [...opts.budgets].sort((a, b) => a - b), methods, seed, strict, budgetRule: rule, ...(opts.headRatio ? { headRatio: opts.headRatio } : {}) },
       tasks: Object.fromEntries(
         tasks.map((t) => [t.name, { kind: t.kind, heldout: t.heldout.length, calib: t.calib.length, calibEvaluated: t.calibEval.length, members: t.members?.length ?? 0, nonMembers: t.nonMembers?.length ?? 0 }]),
       ),
