@@ -133,7 +133,13 @@ export class Sidecar {
       health: () => {
         updateGauges();
         const st = watcher.status();
-        return { manifests: { state: st.state, active: st.keyringSize, files: st.files.length }, models: registry.list().map((m) => ({ name: m.name, sealed: m.sealed })), modelProblems: registry.problems, variants: { count: cache.size, bytes: cache.bytes } };
+        // Unauthenticated: counts only. Model names are listed per key (/api/tags), never here.
+        const models = registry.list();
+        return {
+          manifests: { state: st.state, active: st.keyringSize, files: st.files.length },
+          models: { served: models.length, sealed: models.filter((m) => m.sealed).length, rejected: registry.problems.length },
+          variants: { count: cache.size, bytes: cache.bytes },
+        };
       },
     });
     const { host: h, port } = parseListen(opts.listen ?? "127.0.0.1:11435");

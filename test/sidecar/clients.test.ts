@@ -147,7 +147,9 @@ describe("operations", () => {
     expect(lines.some((l) => l.decision === "deny" && l.status === 401)).toBe(true);
     expect(JSON.stringify(lines)).not.toContain('"abc"');
     const h = await (await fetch(`${f.sidecar.url}/healthz`)).json();
-    expect(h).toMatchObject({ status: "ok", host: { kind: "embedded", healthy: true } });
+    expect(h).toMatchObject({ status: "ok", host: { kind: "embedded", healthy: true }, models: { served: 2, sealed: 1, rejected: 0 } });
+    // No model names to unauthenticated callers: listings are per key.
+    expect(JSON.stringify(h)).not.toMatch(/oracle|plain/);
     const m = await (await fetch(`${f.sidecar.url}/metrics`)).text();
     expect(m).toMatch(/secneuron_requests_total\{route="ollama.generate",decision="allow",status="200"\} \d+/);
   });
