@@ -8,7 +8,8 @@ interface Target { url: string; headers: Record<string, string>; model: string }
 interface Config { direct: Target; proxied: Target; requests: number; tokens: number }
 
 const cfg = JSON.parse(process.argv[2]!) as Config;
-const agent = new Agent({ keepAlive: true, maxSockets: 256 });
+// Idle sockets expire before the servers' (see plugin/edges/keep-alive.ts).
+const agent = new Agent({ keepAlive: true, maxSockets: 256, timeout: 4_000 });
 
 function post(t: Target, body: string): Promise<{ status: number; text: string; ms: number }> {
   const u = new URL(t.url);

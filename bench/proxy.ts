@@ -16,7 +16,8 @@ import { startSidecar } from "../test/sidecar/helpers.js";
 const { values } = parseArgs({ options: { requests: { type: "string", default: "400" }, tokens: { type: "string", default: "200" }, json: { type: "boolean" } } });
 const N = Number(values.requests);
 const TOKENS = Number(values.tokens);
-const agent = new Agent({ keepAlive: true, maxSockets: 256 });
+// Idle sockets expire before the servers' (see plugin/edges/keep-alive.ts).
+const agent = new Agent({ keepAlive: true, maxSockets: 256, timeout: 4_000 });
 
 function post(base: string, path: string, body: string, headers: Record<string, string>): Promise<{ status: number; text: string; ms: number; chunks: number }> {
   const u = new URL(base);

@@ -29,6 +29,9 @@ export interface AuditEvent {
 
 export class AuditLog {
   private stream: WriteStream | undefined;
+  /** Lines of this turn of the event loop: one write per turn instead of one per request. */
+  private pending: string[] = [];
+  private flushScheduled = false;
   errors = 0;
   written = 0;
 
@@ -45,15 +48,29 @@ export class AuditLog {
   write(event: AuditEvent): void {
     if (!this.stream) return;
     try {
-      this.stream.write(`${JSON.stringify(event)}\n`);
+      this.pending.push(`${JSON.stringify(event)}\n`);
       this.written++;
     } catch (e) {
       this.errors++;
       this.onError?.(e as Error);
+      return;
+    }
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      setImmediate(() => this.flush());
     }
   }
 
+  private flush(): void {
+    this.flushScheduled = false;
+    if (!this.pending.length || !this.stream) return;
+    const text = this.pending.length === 1 ? this.pending[0]! : this.pending.join("");
+    this.pending = [];
+    this.stream.write(text);
+  }
+
   close(): Promise<void> {
+    this.flush();
     const s = this.stream;
     this.stream = undefined;
     return new Promise((resolve) => (s ? s.end(resolve) : resolve()));

@@ -8,7 +8,7 @@
  * Listings are built from what the caller may use. Each decision is audited and counted.
  */
 import { randomUUID } from "node:crypto";
-import { Agent, type IncomingMessage, type ServerResponse } from "node:http";
+import type { IncomingMessage, ServerResponse } from "node:http";
 import express, { type Express, type Request, type Response } from "express";
 import { createProxyMiddleware } from "http-proxy-middleware";
 import { SecNeuronError } from "../errors.js";
@@ -19,12 +19,13 @@ import type { AuthResult } from "../edges/manifests/keyring.js";
 import type { Enrollments } from "../edges/enrollments.js";
 import type { ModelRegistry, ServedModel } from "../edges/model-registry.js";
 import { AccessError, grantedNodes, inScope, variantName, type Caller, type Resolved, type VariantResolver } from "../edges/variant-resolver.js";
+import { keepAliveAgent } from "../edges/keep-alive.js";
 import type { HostAdapter } from "../hosts/host-adapter.js";
 import { apiError, apiErrorFrom, type ApiErrorResponse, type ApiFlavor } from "./api-error.js";
 import { decodeOllamaPublicKey, ollamaPublicKeyText, parseCredentials, verifyOllamaSignature } from "./auth.js";
 import { ProxyError } from "./errors.js";
 import type { SidecarMetrics } from "./metrics.js";
-import { createModelRenamer, createResponseRewriter, responseKindFor } from "./model-rewrite.js";
+import { createModelRenamer, createResponseRewriter, responseKindFor, type ModelRenamer } from "./model-rewrite.js";
 import { applyLoadingPolicy, extractModels, rewriteExtracted } from "./request-model.js";
 import { checkRouteAccess, isDenial, matchRoute, type RouteMatch } from "./routes.js";
 
@@ -160,8 +161,21 @@ export function buildApp(deps: AppDeps): Express {
     res.send(await deps.metrics.registry.metrics());
   });
 
+  // Renamers are pure functions of (variant, caller's name): build each once, not per request.
+  const renamers = new Map<string, ModelRenamer>();
+  const renamerFor = (variant: string | undefined, model: string): ModelRenamer => {
+    const key = `${variant ?? ""}\0${model}`;
+    let r = renamers.get(key);
+    if (!r) {
+      if (renamers.size >= 4096) renamers.clear();
+      r = createModelRenamer(variant ? [[variant, model]] : []);
+      renamers.set(key, r);
+    }
+    return r;
+  };
+
   // Keep connections to the host open: a new TCP connection per request costs more than the proxy.
-  const upstreamAgent = new Agent({ keepAlive: true, maxSockets: 256 });
+  const upstreamAgent = keepAliveAgent();
   const proxy = createProxyMiddleware<Request, Response>({
     agent: upstreamAgent,
     router: (req) => (req as SnRequest).sn!.resolved!.target.baseUrl,
@@ -186,7 +200,7 @@ export function buildApp(deps: AppDeps): Express {
         const status = proxyRes.statusCode ?? 502;
         const ct = proxyRes.headers["content-type"];
         const kind = responseKindFor(p.match!.route, status, typeof ct === "string" ? ct : undefined);
-        const renamer = createModelRenamer(p.resolved!.target.modelName ? [[p.resolved!.target.modelName, p.model!]] : []);
+        const renamer = renamerFor(p.resolved!.target.modelName, p.model!);
         res.statusCode = status;
         for (const [k, v] of Object.entries(proxyRes.headers)) {
           if (v === undefined || ["content-length", "transfer-encoding", "connection", "keep-alive", "content-encoding"].includes(k)) continue;

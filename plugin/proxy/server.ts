@@ -12,6 +12,7 @@ import { AuditLog } from "../edges/audit-log.js";
 import { loadAuthorityPublic } from "../edges/authority.js";
 import { ManifestWatcher, type ManifestLogger } from "../edges/manifests/watcher.js";
 import { Enrollments } from "../edges/enrollments.js";
+import { serverKeepAlive } from "../edges/keep-alive.js";
 import { ModelRegistry } from "../edges/model-registry.js";
 import { isMemoryFilesystem } from "../edges/unseal.js";
 import { VariantCache } from "../edges/variant-cache.js";
@@ -145,6 +146,7 @@ export class Sidecar {
     const { host: h, port } = parseListen(opts.listen ?? "127.0.0.1:11435");
     const server = await new Promise<Server>((resolve, reject) => {
       const s = app.listen(port, h, () => resolve(s));
+      serverKeepAlive(s);
       s.once("error", reject);
     });
     const addr = server.address() as AddressInfo;

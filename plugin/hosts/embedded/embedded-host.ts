@@ -18,12 +18,13 @@ import { fork, type ChildProcess } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { hasKey } from "./host-key.js";
 import { existsSync, statSync } from "node:fs";
-import { Agent, createServer, request, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { createServer, request, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { resolve } from "node:path";
 import { EngineError, SecNeuronError } from "../../errors.js";
 import { GgmlType, GgufValueType } from "../../core/gguf/constants.js";
 import { readGgufHeader } from "../../edges/gguf-file.js";
+import { keepAliveAgent, serverKeepAlive } from "../../edges/keep-alive.js";
 import { resolveWorkerPath, validateModelFile } from "../../edges/engine/engine-process.js";
 import type { HostAdapter, HostTarget } from "../host-adapter.js";
 import type { HostMessage, HostRequest, ModelFileInfo, PingResult, WorkerConfig } from "./protocol.js";
@@ -213,7 +214,7 @@ export class EmbeddedHost implements HostAdapter {
   private stopping = false;
   private restartTimes: number[] = [];
   private stderrTail = "";
-  private readonly agent = new Agent({ keepAlive: true });
+  private readonly agent = keepAliveAgent();
   /** Children started after a crash. */
   restarts = 0;
 
@@ -340,6 +341,7 @@ export class EmbeddedHost implements HostAdapter {
     if (this.frontStarting) return this.frontStarting;
     this.frontStarting = new Promise<void>((res, rej) => {
       const server = createServer((req, resp) => this.forward(req, resp));
+      serverKeepAlive(server);
       server.on("clientError", (_e, socket) => socket.destroy());
       server.once("error", (e) => {
         this.frontStarting = undefined;
