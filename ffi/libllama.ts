@@ -292,6 +292,7 @@ export interface LibLlamaFunctions {
   llama_model_n_ctx_train(model: LlamaModelHandle): number;
   llama_vocab_n_tokens(vocab: LlamaVocabHandle): number;
   llama_vocab_bos(vocab: LlamaVocabHandle): number;
+  llama_vocab_eos(vocab: LlamaVocabHandle): number;
   llama_n_ctx(ctx: LlamaContextHandle): number;
   llama_n_batch(ctx: LlamaContextHandle): number;
   llama_n_ubatch(ctx: LlamaContextHandle): number;
@@ -302,6 +303,8 @@ export interface LibLlamaFunctions {
   llama_batch_free(batch: LlamaBatchStruct): void;
   llama_decode(ctx: LlamaContextHandle, batch: LlamaBatchStruct): number;
   llama_synchronize(ctx: LlamaContextHandle): void;
+  /** Logits of output i of the last decode (n_vocab floats), null when i is not an output. */
+  llama_get_logits_ith(ctx: LlamaContextHandle, i: number): bigint | null;
   llama_model_quantize(inPath: string, outPath: string, params: LlamaQuantizeParams): number;
   ggml_backend_load_all_from_path(dir: string): void;
   ggml_op_name(op: number): string;
@@ -443,6 +446,7 @@ export function loadLibLlama(options: LoadLibLlamaOptions = {}): LibLlama {
     llama_model_n_ctx_train: llama.func("int32_t llama_model_n_ctx_train(void *model)"),
     llama_vocab_n_tokens: llama.func("int32_t llama_vocab_n_tokens(void *vocab)"),
     llama_vocab_bos: llama.func("int32_t llama_vocab_bos(void *vocab)"),
+    llama_vocab_eos: llama.func("int32_t llama_vocab_eos(void *vocab)"),
     llama_n_ctx: llama.func("uint32_t llama_n_ctx(void *ctx)"),
     llama_n_batch: llama.func("uint32_t llama_n_batch(void *ctx)"),
     llama_n_ubatch: llama.func("uint32_t llama_n_ubatch(void *ctx)"),
@@ -455,6 +459,7 @@ export function loadLibLlama(options: LoadLibLlamaOptions = {}): LibLlama {
     llama_batch_free: llama.func("void llama_batch_free(secneuron_llama_batch batch)"),
     llama_decode: llama.func("int32_t llama_decode(void *ctx, secneuron_llama_batch batch)"),
     llama_synchronize: llama.func("void llama_synchronize(void *ctx)"),
+    llama_get_logits_ith: llama.func("void *llama_get_logits_ith(void *ctx, int32_t i)"),
     llama_model_quantize: llama.func(
       "uint32_t llama_model_quantize(const char *fname_inp, const char *fname_out, const secneuron_llama_model_quantize_params *params)",
     ),
@@ -541,6 +546,8 @@ export class TokenBatch {
   readonly tokens: Int32Array;
   readonly pos: Int32Array;
   readonly logits: Int8Array;
+  /** seq_id[i][0] of each token (one sequence per token): all 0 unless set. */
+  readonly seq: Int32Array[];
   private freed = false;
 
   constructor(
@@ -555,7 +562,8 @@ export class TokenBatch {
     this.logits = new Int8Array(nativeView(logits, capacity));
     new Int32Array(nativeView(n_seq_id, capacity * 4)).fill(1);
     const seqPtrs = new BigUint64Array(nativeView(seq_id, capacity * 8));
-    for (let i = 0; i < capacity; i++) new Int32Array(nativeView(seqPtrs[i]!, 4))[0] = 0;
+    this.seq = Array.from({ length: capacity }, (_, i) => new Int32Array(nativeView(seqPtrs[i]!, 4)));
+    for (const s of this.seq) s[0] = 0;
     this.logits.fill(1);
   }
 

@@ -12,7 +12,8 @@ import { UsageError } from "../errors.js";
 import { isValidTaskName, parseProfile, PROFILE_FORMAT, PROFILE_VERSION, type Profile, type TaskProfile } from "../core/profile/profile.js";
 import { validateModelFile } from "../edges/engine/engine-process.js";
 import { importImatrix, imatrixTaskProfile } from "../edges/profile/imatrix.js";
-import { profileModelWithStats, sha256File, type ProfileProgress, type ProfileStats } from "../edges/profile/profile-process.js";
+import { profileModelWithStats, sha256File, type ProfileProgress, type ProfileStats, type ScoreItem } from "../edges/profile/profile-process.js";
+import { ablateModel, type AblationUnits } from "../edges/profile/ablate.js";
 import type { Command } from "./args.js";
 
 function usage(msg: string): never {
@@ -89,17 +90,98 @@ async function writeAtomic(path: string, text: string): Promise<void> {
   }
 }
 
+/** Calibration examples of a task file: JSON lines {prompt, answer}, or text lines (scored whole). */
+export function readScoreItems(path: string): ScoreItem[] {
+  const lines = readCorpus(path);
+  if (!path.toLowerCase().endsWith(".jsonl")) return lines.map((answer) => ({ prompt: "", answer }));
+  return lines.map((l, i) => {
+    let v: unknown;
+    try {
+      v = JSON.parse(l);
+    } catch {
+      usage(`${path}:${i + 1}: not JSON (a .jsonl task file holds {"prompt": ..., "answer": ...} lines)`);
+    }
+    const o = v as { prompt?: unknown; answer?: unknown };
+    if (typeof o?.prompt !== "string" || typeof o.answer !== "string") usage(`${path}:${i + 1}: expected {"prompt": string, "answer": string}`);
+    return { prompt: o.prompt, answer: o.answer };
+  });
+}
+
+async function runAblation(
+  values: Record<string, unknown>,
+  model: string,
+  out: string,
+  tasks: Array<[string, string]>,
+  imatrices: Array<[string, string]>,
+  io: Parameters<Command["run"]>[2],
+): Promise<number> {
+  if (imatrices.length) usage("--imatrix cannot be combined with --ablate");
+  for (const f of ["max-tokens", "batch", "include-bos"]) if (values[f] !== undefined) usage(`--${f} does not apply to --ablate`);
+  const units = (values.units ?? "all") as string;
+  if (!["ffn", "heads", "all"].includes(units)) usage(`--units must be ffn, heads or all, got '${units}'`);
+  const examples = positiveInt(values.examples, "--examples");
+  const threads = positiveInt(values.threads, "--threads") ?? 1;
+  const contextSize = positiveInt(values.context, "--context");
+  const items: Record<string, ScoreItem[]> = {};
+  const source: Record<string, string> = {};
+  for (const [name, file] of tasks) {
+    const all = readScoreItems(file);
+    if (all.length === 0) usage(`--task ${name}: ${file} has no examples`);
+    items[name] = examples ? all.slice(0, examples) : all;
+    source[`calibration.${name}`] = basename(file);
+  }
+  const tty = io.isTTY && !values.json;
+  const start = Date.now();
+  let drawn = 0;
+  const { profile, stats } = await ablateModel({
+    modelPath: model,
+    tasks: items,
+    units: units as AblationUnits,
+    threads,
+    hashModel: !values["no-hash"],
+    source,
+    ...(contextSize ? { contextSize } : {}),
+    onProgress: (p) => {
+      if (!tty || (Date.now() - drawn < 200 && p.done < p.total)) return;
+      drawn = Date.now();
+      const frac = p.done / p.total;
+      const eta = p.done > 0 ? ((Date.now() - start) / p.done) * (p.total - p.done) / 1000 : 0;
+      process.stderr.write(`\rablate [${"#".repeat(Math.round(frac * 30)).padEnd(30)}] ${p.done}/${p.total} units, ${eta.toFixed(0)} s left  `);
+      if (p.done === p.total) process.stderr.write("\n");
+    },
+  });
+  const final = parseProfile(JSON.parse(JSON.stringify(profile)));
+  await writeAtomic(out, `${JSON.stringify(final)}\n`);
+  const summary = { out, model: final.model, units: stats.units, seconds: Number(stats.seconds.toFixed(1)), baseLoss: stats.baseLoss, scoredTokens: stats.scoredTokens, examples: stats.examples };
+  if (values.json) io.out(JSON.stringify(summary));
+  else {
+    const lines = [`wrote ${out}: ablation of ${stats.units} units (${units}) on ${Object.keys(items).length} task(s) in ${stats.seconds.toFixed(1)} s`];
+    for (const n of Object.keys(items)) lines.push(`  ${n.padEnd(16)} ${String(stats.examples[n]).padStart(6)} examples ${String(stats.scoredTokens[n]).padStart(7)} scored tokens  plain loss ${stats.baseLoss[n]!.toFixed(5)}`);
+    io.out(lines.join("\n"));
+  }
+  return 0;
+}
+
 export const profileCommand: Command = {
   name: "profile",
   summary: "measure which FFN neurons each task uses (writes a profile for seal)",
   help: `Usage: secneuron profile --model <m.gguf> --task <name>=<corpus.txt> [--task ...] --out <profile.json>
                          [--imatrix <name>=<file>] [--max-tokens N] [--threads N] [--context N]
                          [--batch N] [--include-bos] [--no-hash] [--force] [--json]
+       secneuron profile --ablate --model <m.gguf> --task <name>=<calib.jsonl> [--task ...] --out <profile.json>
+                         [--units ffn|heads|all] [--examples N] [--threads N] [--context N]
 
 Runs each task's corpus through llama.cpp (a child process; the model is validated first) and
 records, per task, layer and FFN neuron, the mean |activation| (importance) and mean
 activation^2 of the ffn_down input silu(gate·x)*(up·x). Each non-empty line of a corpus file is
 one sample, evaluated from an empty context. See docs/profiling.md.
+
+With --ablate, importance is measured by removal instead: each FFN neuron (and attention head
+group) has its sealable rows zeroed in a memory-mapped scratch copy of the model, and the mean
+negative log-likelihood of every task's calibration answers is measured again in llama.cpp;
+importance = the increase (0 when removal does not hurt). Task files are JSON lines
+{"prompt": ..., "answer": ...} (a .jsonl file) or plain text lines (the whole line is scored).
+Slow: one pass over every task's examples per unit.
 
 Options:
   --model FILE          the plaintext GGUF model (llama architecture)
@@ -112,6 +194,9 @@ Options:
   --context N           context window per sample; longer lines are cut (default 512)
   --batch N             tokens per decode call (default min(512, context))
   --include-bos         also count the BOS token of each sample
+  --ablate              importance by ablation in llama.cpp (see above)
+  --units WHICH         with --ablate: ffn, heads or all (default all)
+  --examples N          with --ablate: at most N examples per task (default all)
   --no-hash             do not record the model's SHA-256 (skips reading the whole file)
   --force               overwrite --out
   --json                print a JSON summary instead of text
@@ -129,6 +214,9 @@ Example:
     context: { type: "string" },
     batch: { type: "string" },
     "include-bos": { type: "boolean" },
+    ablate: { type: "boolean" },
+    units: { type: "string" },
+    examples: { type: "string" },
     "no-hash": { type: "boolean" },
     force: { type: "boolean" },
   },
@@ -156,6 +244,8 @@ Example:
     const hash = !values["no-hash"];
 
     const hyper = validateModelFile(model);
+    if (values.ablate) return runAblation(values, model, out, tasks, imatrices, io);
+    if (values.units !== undefined || values.examples !== undefined) usage("--units and --examples go with --ablate");
     const source: Record<string, string> = {};
     for (const [name, file] of tasks) source[`corpus.${name}`] = basename(file);
     for (const [name, file] of imatrices) source[`imatrix.${name}`] = basename(file);

@@ -6,6 +6,7 @@
 import type { EvalResults, Method } from "./results.js";
 
 const COLORS: Readonly<Record<Method, string>> = {
+  ablation: "#9467bd",
   specificity: "#d62728",
   random: "#7f7f7f",
   "largest-activation": "#1f77b4",

@@ -7,8 +7,8 @@ import type { Accuracy } from "./metrics.js";
 import type { FilterResult } from "./filter.js";
 
 export type TaskKind = "exact" | "pii" | "abuse";
-export type Method = "specificity" | "random" | "largest-activation" | "weight-norm";
-export const METHODS: readonly Method[] = ["specificity", "random", "largest-activation", "weight-norm"];
+export type Method = "ablation" | "specificity" | "random" | "largest-activation" | "weight-norm";
+export const METHODS: readonly Method[] = ["ablation", "specificity", "random", "largest-activation", "weight-norm"];
 
 /** Scores of one task under one model/key on one split. */
 export interface TaskScore {

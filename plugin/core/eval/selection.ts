@@ -1,7 +1,8 @@
 /**
  * The profiles and scorings behind each selection method (pure). Every method goes through the
  * same selectNeurons + sealModel path; only the importances and the scoring differ:
- * - specificity: the measured profile, "ratio" scoring (the project's default);
+ * - ablation: the ablation profile (loss increase when a unit is zeroed in llama.cpp), "ratio" scoring;
+ * - specificity: the measured activation profile, "ratio" scoring;
  * - largest-activation: the measured profile, raw "importance" scoring (mean |a| on the task);
  * - weight-norm: importance = sqrt(||gate_i||^2 + ||up_i||^2) (weightNormImportance), "importance"
  *   scoring, the same for every task (a data-free baseline);
@@ -16,7 +17,7 @@ import type { Method } from "./results.js";
 export const seededRandom = mulberry32;
 
 export function methodScoring(method: Method): Scoring {
-  return method === "specificity" ? "ratio" : "importance";
+  return method === "specificity" || method === "ablation" ? "ratio" : "importance";
 }
 
 /** L2 norm of each row of a row-major matrix of `rowLength` columns. */

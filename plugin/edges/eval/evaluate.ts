@@ -33,6 +33,7 @@ import type { Profile } from "../../core/profile/profile.js";
 import { initAuthority, loadAuthority, type Authority } from "../authority.js";
 import { EngineProcess, validateModelFile } from "../engine/engine-process.js";
 import { profileModel } from "../profile/profile-process.js";
+import { ablateModel } from "../profile/ablate.js";
 import { sealModel, SealError } from "../seal.js";
 import { openSealedModel, unlockNodeKeys, Variant } from "../unseal.js";
 import { LossProcess } from "./loss-process.js";
@@ -73,6 +74,10 @@ export interface EvaluateOptions {
   readonly threads?: number;
   /** Use this profile instead of profiling (must be taken on the calibration data). */
   readonly profile?: Profile;
+  /** The "ablation" method's profile (ablateModel on calibration data); measured when absent. */
+  readonly ablationProfile?: Profile;
+  /** Calibration examples per task the ablation is measured on (default 60). */
+  readonly ablationExamples?: number;
   readonly onProgress?: (message: string) => void;
 }
 
@@ -180,6 +185,32 @@ export async function evaluate(opts: EvaluateOptions): Promise<EvaluateOutput> {
       threads: opts.threads ?? 1,
       source: { tool: "secneuron eval", split: "calibration" },
     }));
+  let ablation = opts.ablationProfile;
+  if (methods.includes("ablation") && !ablation) {
+    const n = opts.ablationExamples ?? 60;
+    log(`ablation profile: zeroing each unit in llama.cpp, ${n} calibration examples per task (long: minutes per thousand units)`);
+    let last = 0;
+    ablation = (
+      await ablateModel({
+        modelPath: opts.model,
+        tasks: Object.fromEntries(tasks.map((t) => [t.name, t.calib.slice(0, n)])),
+        units: opts.headRatio ? "all" : "ffn",
+        threads: opts.threads ?? 1,
+        source: { split: "calibration", examplesPerTask: String(n) },
+        onProgress: (p) => {
+          if (performance.now() - last < 10_000) return;
+          last = performance.now();
+          log(`ablation ${p.done}/${p.total} units`);
+        },
+      })
+    ).profile;
+  }
+  if (ablation) {
+    for (const t of names) if (!ablation.tasks[t]) throw new EvalError("EVAL_BAD_PROFILE", `the ablation profile has no task '${t}'`);
+    if (ablation.model.sha256 && profile.model.sha256 && ablation.model.sha256 !== profile.model.sha256) {
+      throw new EvalError("EVAL_BAD_PROFILE", "the ablation profile was taken on another model (SHA-256 differs)");
+    }
+  }
   const profileSeconds = (performance.now() - tp) / 1000;
   log(`profiled ${names.length} tasks on calibration data in ${profileSeconds.toFixed(1)} s`);
 
@@ -229,6 +260,7 @@ export async function evaluate(opts: EvaluateOptions): Promise<EvaluateOutput> {
     const methodProfile = (m: Method): Profile => {
       if (m === "random") return randomProfile(profile, seed);
       if (m === "weight-norm") return weightNormProfile(profile, (weightNorms ??= ffnWeightNorms(opts.model, hyper.blockCount)));
+      if (m === "ablation") return ablation!;
       return profile;
     };
     const totalNeurons = hyper.blockCount * hyper.feedForwardLength;

@@ -15,6 +15,7 @@ export {
   type ProfileRunResult,
   type TaskActivationSums,
 } from "./profile-process.js";
+export { ablateModel, type AblateOptions, type AblationStats, type AblationUnits } from "./ablate.js";
 export {
   importImatrix,
   imatrixFfnLayers,

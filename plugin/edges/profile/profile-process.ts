@@ -17,9 +17,19 @@ import type { LlamaHyperparams } from "../../core/gguf/llama-check.js";
 import { PROFILE_FORMAT, PROFILE_VERSION, isValidTaskName, ProfileError, type LayerStats, type Profile, type TaskProfile } from "../../core/profile/profile.js";
 import { ChildRpc, childRpcText, resolveCompiledWorker, type ChildRpcText } from "../child-rpc.js";
 import { validateModelFile } from "../engine/engine-process.js";
-import type { ProfileLoadResult, ProfileProgressMessage, ProfileRequest, ProfileRunRequest, ProfileRunResult, TaskActivationSums } from "./protocol.js";
+import type {
+  ProfileLoadResult,
+  ProfileProgressMessage,
+  ProfileRequest,
+  ProfileRunRequest,
+  ProfileRunResult,
+  ProfileScorePrepareRequest,
+  ProfileScorePrepareResult,
+  ScoreItem,
+  TaskActivationSums,
+} from "./protocol.js";
 
-export type { ProfileLoadResult, ProfileRunResult, TaskActivationSums } from "./protocol.js";
+export type { ProfileLoadResult, ProfileRunResult, ProfileScorePrepareResult, ScoreItem, TaskActivationSums } from "./protocol.js";
 
 const LLAMA_TAG = "v0.4.0";
 
@@ -123,11 +133,36 @@ export class ProfileProcess {
    * Load a model. The file is validated first (GgufFormatError when it would not load) unless
    * unsafeSkipValidation (crash tests only: llama.cpp may abort the child).
    */
-  async loadModel(modelPath: string, opts: { timeoutMs?: number; unsafeSkipValidation?: boolean } = {}): Promise<ProfileLoadResult> {
+  async loadModel(modelPath: string, opts: { timeoutMs?: number; unsafeSkipValidation?: boolean; mapped?: boolean } = {}): Promise<ProfileLoadResult> {
     const abs = resolve(modelPath);
     if (!opts.unsafeSkipValidation) this.hyper = validateOrThrow(abs);
     this.rpc.modelPath = abs;
-    return this.request<ProfileLoadResult>({ op: "load", modelPath: abs }, opts.timeoutMs ?? 120_000);
+    return this.request<ProfileLoadResult>({ op: "load", modelPath: abs, ...(opts.mapped ? { mapped: true } : {}) }, opts.timeoutMs ?? 120_000);
+  }
+
+  /** Tokenize scoring sets (per task: prompt -> answer examples) and keep a context for score(). */
+  prepareScoring(
+    tasks: Readonly<Record<string, readonly ScoreItem[]>>,
+    opts: { threads?: number; contextSize?: number; scoreEos?: boolean; timeoutMs?: number } = {},
+  ): Promise<ProfileScorePrepareResult> {
+    const threads = opts.threads ?? 1;
+    const contextSize = opts.contextSize ?? 512;
+    for (const [k, v] of Object.entries({ threads, contextSize })) {
+      if (!Number.isInteger(v) || v < 1) return Promise.reject(new EngineError("ENGINE_BAD_OPTION", `${k} must be a positive integer, got ${v}`));
+    }
+    const req: Omit<ProfileScorePrepareRequest, "id"> = {
+      op: "score-prepare",
+      tasks: Object.entries(tasks).map(([name, items]) => ({ name, items: items.map((x) => ({ prompt: x.prompt, answer: x.answer })) })),
+      threads,
+      contextSize,
+      scoreEos: opts.scoreEos ?? true,
+    };
+    return this.request<ProfileScorePrepareResult>(req, opts.timeoutMs ?? 120_000);
+  }
+
+  /** Mean NLL per scored token for each prepared task (in prepareScoring's order), on the weights as they are now. */
+  score(timeoutMs = 10 * 60_000): Promise<number[]> {
+    return this.request<number[]>({ op: "score" }, timeoutMs);
   }
 
   /** Evaluate every task's samples; with collect (default) accumulate ffn_down inputs. */

@@ -48,6 +48,8 @@ import type {
   ProfileRequest,
   ProfileRunRequest,
   ProfileRunResult,
+  ProfileScorePrepareRequest,
+  ProfileScorePrepareResult,
   TaskActivationSums,
 } from "./protocol.js";
 
@@ -66,16 +68,21 @@ let lib: LibLlama;
 let loaded: Loaded | undefined;
 
 function unload(): void {
+  freeScorer();
   if (!loaded) return;
   lib.fn.llama_model_free(loaded.model);
   loaded = undefined;
 }
 
-function load(modelPath: string): ProfileLoadResult {
+function load(modelPath: string, mapped: boolean): ProfileLoadResult {
   unload();
   const t0 = performance.now();
   const mp = lib.fn.llama_model_default_params();
   mp.n_gpu_layers = 0;
+  if (mapped) {
+    mp.load_mode = 1; // LLAMA_LOAD_MODE_MMAP
+    mp.use_extra_bufts = false; // no repacked copies of the weights
+  }
   const model = lib.fn.llama_model_load_from_file(modelPath, mp);
   if (!model) throw new EngineError("LLAMA_LOAD_FAILED", `llama.cpp could not load ${modelPath}`, { modelPath });
   const vocab = lib.fn.llama_model_get_vocab(model);
@@ -376,10 +383,136 @@ function run(req: ProfileRunRequest): ProfileRunResult {
   }
 }
 
+// ---- scoring (ablation) --------------------------------------------------------------------
+
+interface Scorer {
+  readonly ctx: LlamaContextHandle;
+  readonly batch: TokenBatch;
+  readonly nVocab: number;
+  /** Per task: examples as (tokens, index of the first scored target). */
+  readonly tasks: Array<Array<{ tokens: Int32Array; first: number }>>;
+  readonly counts: number[];
+}
+
+let scorer: Scorer | undefined;
+
+function freeScorer(): void {
+  if (!scorer) return;
+  scorer.batch.free();
+  lib.fn.llama_free(scorer.ctx);
+  scorer = undefined;
+}
+
+/** Sequences packed into one decode, and tokens per decode, when scoring. */
+const SCORE_SEQS = 4;
+const SCORE_BATCH = 256;
+
+function prepareScorer(req: ProfileScorePrepareRequest): ProfileScorePrepareResult {
+  if (!loaded) throw new Error("no model is loaded");
+  freeScorer();
+  const { model, vocab, info } = loaded;
+  const nCtx = Math.max(8, Math.min(req.contextSize, info.trainContextSize > 0 ? info.trainContextSize : req.contextSize));
+  const bos = lib.fn.llama_vocab_bos(vocab);
+  const eos = lib.fn.llama_vocab_eos(vocab);
+  const tasks: Scorer["tasks"] = [];
+  const counts: number[] = [];
+  const items: number[] = [];
+  for (const t of req.tasks) {
+    const list: Scorer["tasks"][number] = [];
+    let n = 0;
+    for (const it of t.items) {
+      const p = tokenize(lib, vocab, it.prompt, true);
+      const all = tokenize(lib, vocab, it.prompt + it.answer, true);
+      // The answer's tokens as the model reads them after the prompt (same prefix), else alone.
+      const samePrefix = p.every((x, i) => all[i] === x);
+      const ans = samePrefix ? all.subarray(p.length) : tokenize(lib, vocab, it.answer, false);
+      const prompt = p.length > 0 ? p : bos >= 0 ? Int32Array.of(bos) : p;
+      const targets = req.scoreEos && eos >= 0 ? Int32Array.of(...ans, eos) : ans;
+      if (prompt.length === 0 || targets.length === 0 || prompt.length + targets.length - 1 > Math.min(nCtx, SCORE_BATCH)) continue;
+      const tokens = new Int32Array(prompt.length + targets.length);
+      tokens.set(prompt);
+      tokens.set(targets, prompt.length);
+      list.push({ tokens, first: prompt.length });
+      n += targets.length;
+    }
+    tasks.push(list);
+    counts.push(n);
+    items.push(list.length);
+  }
+  // A few short examples per decode (one sequence each, positions from 0). Arithmetic dominates:
+  // bigger packs only add masked attention work. One unified KV buffer holds the batch.
+  const cp = lib.fn.llama_context_default_params();
+  cp.n_ctx = SCORE_BATCH;
+  cp.n_batch = SCORE_BATCH;
+  cp.n_ubatch = SCORE_BATCH;
+  cp.n_seq_max = SCORE_SEQS;
+  cp.kv_unified = true;
+  cp.n_threads = req.threads;
+  cp.n_threads_batch = req.threads;
+  cp.flash_attn_type = 0;
+  cp.type_k = GGML_TYPE_F32; // exact: ablation effects can be small
+  cp.type_v = GGML_TYPE_F32;
+  cp.no_perf = true;
+  const ctx = lib.fn.llama_init_from_model(model, cp);
+  if (!ctx) throw new EngineError("LLAMA_CONTEXT_FAILED", `llama.cpp could not create a scoring context (n_ctx ${SCORE_BATCH}, ${SCORE_SEQS} sequences)`);
+  scorer = { ctx, batch: new TokenBatch(lib, SCORE_BATCH), nVocab: info.nVocab, tasks, counts };
+  return { tokens: counts, items };
+}
+
+function score(): number[] {
+  const s = scorer;
+  if (!s) throw new Error("score-prepare first");
+  const mem = lib.fn.llama_get_memory(s.ctx);
+  const out: number[] = [];
+  for (let t = 0; t < s.tasks.length; t++) {
+    const list = s.tasks[t]!;
+    let nll = 0;
+    for (let k = 0; k < list.length; ) {
+      // Pack examples: everything but each one's last target, outputs from its last prompt token on.
+      const packed: Array<{ at: number; ex: (typeof list)[number] }> = [];
+      let n = 0;
+      while (k < list.length && packed.length < SCORE_SEQS && n + list[k]!.tokens.length - 1 <= SCORE_BATCH) {
+        const ex = list[k++]!;
+        const len = ex.tokens.length - 1;
+        const seq = packed.length;
+        s.batch.tokens.set(ex.tokens.subarray(0, len), n);
+        for (let j = 0; j < len; j++) {
+          s.batch.pos[n + j] = j;
+          s.batch.seq[n + j]![0] = seq;
+          s.batch.logits[n + j] = j >= ex.first - 1 ? 1 : 0;
+        }
+        packed.push({ at: n, ex });
+        n += len;
+      }
+      lib.fn.llama_memory_clear(mem, true);
+      const rc = lib.fn.llama_decode(s.ctx, s.batch.struct(n));
+      if (rc !== 0) throw new EngineError("LLAMA_DECODE_FAILED", `llama_decode returned ${rc} while scoring`, { rc });
+      for (const { at, ex } of packed) {
+        for (let j = ex.first - 1; j < ex.tokens.length - 1; j++) {
+          const ptr = lib.fn.llama_get_logits_ith(s.ctx, at + j);
+          if (ptr === null) throw new EngineError("LLAMA_NO_LOGITS", `no logits for batch position ${at + j}`);
+          const lg = new Float32Array(nativeView(ptr, s.nVocab * 4));
+          let max = -Infinity;
+          for (let v = 0; v < s.nVocab; v++) if (lg[v]! > max) max = lg[v]!;
+          let sum = 0;
+          for (let v = 0; v < s.nVocab; v++) sum += Math.exp(lg[v]! - max);
+          nll += max + Math.log(sum) - lg[ex.tokens[j + 1]!]!;
+        }
+      }
+    }
+    out.push(s.counts[t]! > 0 ? nll / s.counts[t]! : Number.NaN);
+  }
+  return out;
+}
+
 function handle(req: ProfileRequest): unknown {
   switch (req.op) {
     case "load":
-      return load(req.modelPath);
+      return load(req.modelPath, req.mapped === true);
+    case "score-prepare":
+      return prepareScorer(req);
+    case "score":
+      return score();
     case "run":
       return run(req);
     case "exit":

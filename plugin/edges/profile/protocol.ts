@@ -8,6 +8,11 @@ export interface ProfileLoadRequest {
   readonly op: "load";
   readonly id: number;
   readonly modelPath: string;
+  /**
+   * Read weights straight from the memory-mapped file, never from a copy (no repacked CPU
+   * buffers): writes to the file then reach the model at once (ablation).
+   */
+  readonly mapped?: boolean;
 }
 
 export interface ProfileRunTask {
@@ -37,12 +42,42 @@ export interface ProfileRunRequest {
   readonly kvType: "f32" | "f16";
 }
 
+/** One scored example: the answer's tokens (and EOS) are scored given the prompt. */
+export interface ScoreItem {
+  readonly prompt: string;
+  readonly answer: string;
+}
+
+/** Tokenize scoring sets once and keep a context for repeated `score` calls. */
+export interface ProfileScorePrepareRequest {
+  readonly op: "score-prepare";
+  readonly id: number;
+  readonly tasks: ReadonlyArray<{ readonly name: string; readonly items: readonly ScoreItem[] }>;
+  readonly threads: number;
+  readonly contextSize: number;
+  /** Score the end-of-sequence token after each answer too (it decides where greedy output stops). */
+  readonly scoreEos: boolean;
+}
+
+export interface ProfileScorePrepareResult {
+  /** Scored tokens per task. */
+  readonly tokens: number[];
+  /** Examples per task (after dropping empty or over-long ones). */
+  readonly items: number[];
+}
+
+/** Mean negative log-likelihood per scored token, per prepared task, on the weights as they are now. */
+export interface ProfileScoreRequest {
+  readonly op: "score";
+  readonly id: number;
+}
+
 export interface ProfileExitRequest {
   readonly op: "exit";
   readonly id: number;
 }
 
-export type ProfileRequest = ProfileLoadRequest | ProfileRunRequest | ProfileExitRequest;
+export type ProfileRequest = ProfileLoadRequest | ProfileRunRequest | ProfileScorePrepareRequest | ProfileScoreRequest | ProfileExitRequest;
 
 export interface ProfileLoadResult {
   readonly loadMs: number;
