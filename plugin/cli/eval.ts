@@ -72,6 +72,8 @@ Options:
   --out <file.md|dir>   report path (default eval-report/report.md); chart.png, chart.svg and
                         results.json go next to it
   --heldout-limit <n>   first n held-out examples per task (default all)
+  --heldout-seed <n>    draw the held-out examples in a seeded random order before the limit
+                        (a fresh sample of never-trained prompts; default: file order)
   --calib-limit <n>     first n calibration examples per task for profiling (default all)
   --calib-eval <n>      calibration examples per task run through each variant to choose the budget (default 50)
   --strict              the continuation (up to a newline) must equal the answer (default: start with it)
@@ -93,6 +95,7 @@ Example:
     seed: { type: "string" },
     out: { type: "string" },
     "heldout-limit": { type: "string" },
+    "heldout-seed": { type: "string" },
     "calib-limit": { type: "string" },
     "calib-eval": { type: "string" },
     strict: { type: "boolean" },
@@ -110,6 +113,7 @@ Example:
       ...(values.only !== undefined ? { tasks: list(values.only) } : {}),
       heldoutLimit: intOption(values, "heldout-limit"),
       calibLimit: intOption(values, "calib-limit"),
+      heldoutSeed: intOption(values, "heldout-seed"),
     });
     const locks = ((values.lock as string[] | undefined) ?? []).map(list);
     if (locks.length === 0) {

@@ -129,6 +129,13 @@ describe("secneuron eval (CLI)", () => {
     const dir = join(scratch.dir, "tasks");
     writeTaskDir(dir);
     expect(Object.keys(loadTaskDir(dir))).toEqual(["digits", "letters"]);
+    // A seeded draw of held-out prompts: same seed, same sample; another seed, another sample.
+    const all = loadTaskDir(dir).letters!.heldout;
+    const a = loadTaskDir(dir, { heldoutSeed: 5, heldoutLimit: 6 }).letters!.heldout;
+    expect(loadTaskDir(dir, { heldoutSeed: 5, heldoutLimit: 6 }).letters!.heldout).toEqual(a);
+    expect(loadTaskDir(dir, { heldoutSeed: 6, heldoutLimit: 6 }).letters!.heldout).not.toEqual(a);
+    expect(a).not.toEqual(all.slice(0, 6));
+    for (const x of a) expect(all).toContainEqual(x);
     const out = join(scratch.dir, "cli", "oracle.md");
     const argv = ["--model", files.f32, "--tasks", dir, "--lock", "letters", "--budgets", "0.03", "--methods", "specificity,weight-norm", "--seed", "3", "--out", out, "--no-filter", "--tmp", scratch.dir, "--calib-eval", "10"];
     const { values, positionals } = parseCommandArgs(evalCommand, argv);

@@ -207,8 +207,12 @@ export async function evaluate(opts: EvaluateOptions): Promise<EvaluateOutput> {
   }
   if (ablation) {
     for (const t of names) if (!ablation.tasks[t]) throw new EvalError("EVAL_BAD_PROFILE", `the ablation profile has no task '${t}'`);
+    if (ablation.model.blockCount !== hyper.blockCount || ablation.model.feedForwardLength !== hyper.feedForwardLength) {
+      throw new EvalError("EVAL_BAD_PROFILE", `the ablation profile is for ${ablation.model.blockCount} layers x ${ablation.model.feedForwardLength} neurons, the model has ${hyper.blockCount} x ${hyper.feedForwardLength}`);
+    }
+    // Another file of the same network (a quantization of the profiled model) is allowed, as in seal.
     if (ablation.model.sha256 && profile.model.sha256 && ablation.model.sha256 !== profile.model.sha256) {
-      throw new EvalError("EVAL_BAD_PROFILE", "the ablation profile was taken on another model (SHA-256 differs)");
+      log("note: the ablation profile was taken on another file of this network (SHA-256 differs)");
     }
   }
   const profileSeconds = (performance.now() - tp) / 1000;

@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { SecNeuronError } from "../../errors.js";
 import type { EvalExample } from "../../core/eval/metrics.js";
 import type { TaskKind } from "../../core/eval/results.js";
+import { mulberry32 } from "../../core/seeded-random.js";
 
 export class EvalError extends SecNeuronError {}
 
@@ -49,6 +50,17 @@ export function readExamplesFile(path: string, limit?: number): EvalExample[] {
   return limit !== undefined ? xs.slice(0, limit) : xs;
 }
 
+/** Fisher-Yates with mulberry32(seed): the same seed gives the same order. */
+export function seededShuffle<T>(xs: readonly T[], seed: number): T[] {
+  const r = mulberry32(seed);
+  const out = [...xs];
+  for (let i = out.length - 1; i > 0; i--) {
+    const j = Math.floor(r() * (i + 1));
+    [out[i], out[j]] = [out[j]!, out[i]!];
+  }
+  return out;
+}
+
 export function defaultKind(task: string): TaskKind {
   return task === "pii" ? "pii" : task === "abuse" ? "abuse" : "exact";
 }
@@ -60,6 +72,11 @@ export interface LoadTasksOptions {
   readonly heldoutLimit?: number;
   /** Cap on calibration examples per task. */
   readonly calibLimit?: number;
+  /**
+   * Draw the held-out examples (and member/non-member records) in a seeded random order before
+   * the cap, instead of file order: a reviewer's fresh sample of prompts never trained on.
+   */
+  readonly heldoutSeed?: number;
   readonly kinds?: Readonly<Record<string, TaskKind>>;
 }
 
@@ -73,11 +90,16 @@ export function loadTaskDir(dir: string, opts: LoadTasksOptions = {}): Record<st
   const out: Record<string, TaskSet> = {};
   for (const t of want) {
     if (!names.includes(t)) throw new EvalError("EVAL_UNKNOWN_TASK", `task '${t}' has no heldout-${t}.jsonl and calib-${t}.jsonl in ${dir} (found: ${names.join(", ") || "none"})`, { task: t });
-    const opt = (f: string): EvalExample[] | undefined => (existsSync(join(dir, f)) ? readExamplesFile(join(dir, f), opts.heldoutLimit) : undefined);
+    const drawn = (f: string): EvalExample[] => {
+      const all = readExamplesFile(join(dir, f));
+      const xs = opts.heldoutSeed === undefined ? all : seededShuffle(all, opts.heldoutSeed);
+      return opts.heldoutLimit !== undefined ? xs.slice(0, opts.heldoutLimit) : xs;
+    };
+    const opt = (f: string): EvalExample[] | undefined => (existsSync(join(dir, f)) ? drawn(f) : undefined);
     const members = opt(`${t}-members.jsonl`);
     const nonMembers = opt(`${t}-nonmembers.jsonl`);
     out[t] = {
-      heldout: readExamplesFile(join(dir, `heldout-${t}.jsonl`), opts.heldoutLimit),
+      heldout: drawn(`heldout-${t}.jsonl`),
       calib: readExamplesFile(join(dir, `calib-${t}.jsonl`), opts.calibLimit),
       kind: opts.kinds?.[t] ?? defaultKind(t),
       ...(members && nonMembers ? { members, nonMembers } : {}),
