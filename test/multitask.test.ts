@@ -34,3 +34,30 @@ describe("the multi-task model", () => {
     }, 120_000);
   }
 });
+
+describe("Q5_0 decoding (the K-quant's fallback type for 128-wide rows)", () => {
+  it("decodes the K-quant's ffn_gate to within one quantization step of the F16 original", async () => {
+    const { readFileSync } = await import("node:fs");
+    const { decodeTensorData } = await import("../plugin/core/gguf/quant.js");
+    const { GgmlType } = await import("../plugin/core/gguf/constants.js");
+    const { tensorRange } = await import("../plugin/core/gguf/rows.js");
+    const read = (path: string, name: string) => {
+      const h = readGgufHeader(path);
+      const t = h.tensors.find((x) => x.name === name)!;
+      const r = tensorRange(h, t);
+      return { t, bytes: new Uint8Array(readFileSync(path).subarray(r.offset, r.offset + r.length)) };
+    };
+    const q = read(MODELS[2]!, "blk.0.ffn_gate.weight");
+    const f = read(MODELS[0]!, "blk.0.ffn_gate.weight");
+    expect(q.t.type).toBe(GgmlType.Q5_0);
+    const n = f.t.ne.reduce((a, b) => a * b, 1);
+    const qv = decodeTensorData(GgmlType.Q5_0, q.bytes, n);
+    const fv = decodeTensorData(GgmlType.F16, f.bytes, n);
+    for (let b = 0; b < n / 32; b++) {
+      let amax = 0;
+      for (let j = 0; j < 32; j++) amax = Math.max(amax, Math.abs(fv[b * 32 + j]!));
+      const step = amax / 16; // Q5_0: d = max / -16, q in 0..31 (rounded; one end clamps at 31)
+      for (let j = 0; j < 32; j++) expect(Math.abs(qv[b * 32 + j]! - fv[b * 32 + j]!)).toBeLessThanOrEqual(step + 1e-3 * amax + 1e-6);
+    }
+  });
+});

@@ -57,6 +57,21 @@ describe("evaluate() on the oracle", () => {
     expect(r.summary.heldout).toEqual({ lockedAccuracy: 0, authorizedLoss: 0, maxAuthorizedLoss: 0 });
   });
 
+  it("the ablation method measures its profile in llama.cpp and seals exactly the letter neurons", async () => {
+    const tasks = oracleTasks();
+    const logs: string[] = [];
+    const r = await evaluate({
+      model: files.f32, tasks: { letters: tasks.letters, digits: tasks.digits }, locks: [["letters"]], budgets: [0.03], methods: ["ablation"],
+      ablationExamples: 26, filter: false, calibEvalLimit: 5, tmpRoot: scratch.dir, onProgress: (m) => logs.push(m),
+    });
+    expect(logs.some((l) => /^ablation profile: zeroing each unit in llama\.cpp, 26 calibration examples per task/.test(l))).toBe(true);
+    const x = find(r.results, "ablation", 0.03);
+    expect(x.sealedNeurons).toBe(ORACLE_SKILLS.letters.neurons.length); // only the letter neurons matter to letters
+    expect(rate(x.heldout, "none", "letters")).toBe(0);
+    expect(rate(x.heldout, "task:letters", "letters")).toBe(1);
+    for (const k of ["admin", "task:letters", "none"]) expect(rate(x.heldout, k, "digits")).toBe(1);
+  }, 120_000);
+
   it("random selection at the same budget does much worse at removing letters", () => {
     const spec = find(run.results, "specificity", 0.03).summary.heldout.lockedAccuracy;
     const rnd = find(run.results, "random", 0.03).summary.heldout.lockedAccuracy;

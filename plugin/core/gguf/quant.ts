@@ -164,6 +164,21 @@ export function decodeTensorData(type: GgmlType, bytes: Uint8Array, nElements: n
         }
       }
       return out;
+    case GgmlType.Q5_0:
+      // ggml's dequantize_row_q5_0: d (f16), qh (32 high bits, little-endian), 16 bytes of nibbles.
+      for (let b = 0; b < nElements / QK; b++) {
+        const o = b * 22;
+        const d = f16BitsToF32(dv.getUint16(o, true));
+        const qh = dv.getUint32(o + 2, true);
+        for (let j = 0; j < QK / 2; j++) {
+          const q = bytes[o + 6 + j]!;
+          const h0 = ((qh >>> j) << 4) & 0x10;
+          const h1 = (qh >>> (j + 12)) & 0x10;
+          out[b * QK + j] = (((q & 0x0f) | h0) - 16) * d;
+          out[b * QK + QK / 2 + j] = (((q >> 4) | h1) - 16) * d;
+        }
+      }
+      return out;
     default:
       throw new GgufFormatError("GGUF_UNSUPPORTED_TYPE", "decodeTensorData", undefined, `no decoder for ${ggmlTypeName(type)}`);
   }

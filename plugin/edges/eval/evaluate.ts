@@ -212,7 +212,9 @@ export async function evaluate(opts: EvaluateOptions): Promise<EvaluateOutput> {
     }
     // Another file of the same network (a quantization of the profiled model) is allowed, as in seal.
     if (ablation.model.sha256 && profile.model.sha256 && ablation.model.sha256 !== profile.model.sha256) {
-      log("note: the ablation profile was taken on another file of this network (SHA-256 differs)");
+      log("note: the ablation profile was taken on another file of this network (SHA-256 differs); sealing with it as asked");
+      const { sha256: _other, ...model } = ablation.model;
+      ablation = { ...ablation, model };
     }
   }
   const profileSeconds = (performance.now() - tp) / 1000;

@@ -6,7 +6,7 @@ import { rowL2Norms, weightNormImportance } from "../../core/eval/selection.js";
 import { readGgufHeader } from "../gguf-file.js";
 import { EvalError } from "./tasks.js";
 
-const SUPPORTED = new Set<number>([GgmlType.F32, GgmlType.F16, GgmlType.BF16, GgmlType.Q8_0, GgmlType.Q4_0]);
+const SUPPORTED = new Set<number>([GgmlType.F32, GgmlType.F16, GgmlType.BF16, GgmlType.Q8_0, GgmlType.Q4_0, GgmlType.Q5_0]);
 
 export function ffnWeightNorms(modelPath: string, blockCount: number): Map<number, number[]> {
   const h = readGgufHeader(modelPath);
@@ -16,7 +16,7 @@ export function ffnWeightNorms(modelPath: string, blockCount: number): Map<numbe
     const norms = (name: string): Float64Array => {
       const t = byName.get(name);
       if (!t) throw new EvalError("EVAL_MISSING_TENSOR", `${modelPath}: no tensor ${name}`);
-      if (!SUPPORTED.has(t.type)) throw new EvalError("EVAL_UNSUPPORTED_TYPE", `${name}: ggml type ${t.type} is not supported for weight norms (F32, F16, BF16, Q8_0, Q4_0)`);
+      if (!SUPPORTED.has(t.type)) throw new EvalError("EVAL_UNSUPPORTED_TYPE", `${name}: ggml type ${t.type} is not supported for weight norms (F32, F16, BF16, Q8_0, Q4_0, Q5_0)`);
       const buf = Buffer.allocUnsafe(t.byteLength);
       let got = 0;
       while (got < t.byteLength) {

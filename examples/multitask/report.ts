@@ -1,0 +1,145 @@
+/**
+ * One command for every committed evaluation report of the multi-task model (issue 6):
+ * `npm run multitask:report` (after `npm run build`; writes examples/multitask/data first if it is
+ * missing). Each experiment is one `secneuron eval` run, printed before it starts so it can be
+ * rerun alone; F16 and the K-quant run side by side (one llama.cpp thread each).
+ *
+ * The ablation method reads the committed ablation profile (examples/multitask/profiles/
+ * ablation-f16.json, taken on the F16 model's calibration split); `--ablate` measures it again
+ * first (about 20 minutes: `secneuron profile --ablate`). Held-out prompts are a seeded draw
+ * (`--heldout-seed`, default 2026) from the never-trained held-out split: pass another seed for
+ * a fresh sample.
+ *
+ * CLI: node dist/examples/multitask/report.js [--ablate] [--heldout-seed N] [--only name,name] [--summary-only]
+ */
+import { spawn } from "node:child_process";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+
+const ROOT = fileURLToPath(new URL("../../../", import.meta.url));
+const CLI = `${ROOT}bin/secneuron.js`;
+const DATA = "examples/multitask/data";
+const MODELS = { f16: "examples/multitask/models/multitask-f16.gguf", q4_k_m: "examples/multitask/models/multitask-q4_k_m.gguf" } as const;
+const ABLATION = "examples/multitask/profiles/ablation-f16.json";
+const TASKS = ["text", "arith", "code", "trans", "pii", "abuse"];
+
+interface Experiment {
+  readonly name: string;
+  readonly model: keyof typeof MODELS;
+  readonly args: readonly string[];
+}
+
+function experiments(seed: number): Experiment[] {
+  const common = ["--tasks", DATA, "--heldout-limit", "100", "--heldout-seed", String(seed), "--ablation-profile", ABLATION];
+  const out: Experiment[] = [];
+  for (const model of ["f16", "q4_k_m"] as const) {
+    // Memorised and template skills, locked together: every method, the keyword filter too.
+    out.push({
+      name: `pii-abuse-${model}`, model,
+      args: [...common, "--lock", "pii,abuse", "--budgets", "0.05,0.1,0.15", "--methods", "ablation,specificity,random,largest-activation,weight-norm"],
+    });
+    // Computed skills, each alone: FFN neurons only, then with a quarter of the head groups.
+    for (const task of ["arith", "code", "trans"]) {
+      out.push({ name: `${task}-${model}`, model, args: [...common, "--lock", task, "--budgets", "0.05,0.1,0.15,0.2", "--methods", "ablation,specificity", "--no-filter"] });
+      out.push({ name: `${task}-heads-${model}`, model, args: [...common, "--lock", task, "--budgets", "0.05", "--head-ratio", "0.25", "--methods", "ablation,specificity", "--no-filter"] });
+    }
+  }
+  return out;
+}
+
+function run(cmd: string, args: readonly string[], label: string): Promise<void> {
+  console.log(`[${label}] node ${[cmd, ...args].map((a) => (/[\s,]/.test(a) && !a.includes(",") ? JSON.stringify(a) : a)).join(" ")}`);
+  return new Promise((resolve, reject) => {
+    const p = spawn(process.execPath, [cmd, ...args], { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
+    let tail = "";
+    const keep = (b: Buffer) => {
+      tail = (tail + b.toString("utf8")).slice(-4000);
+    };
+    p.stdout.on("data", (b: Buffer) => {
+      keep(b);
+      for (const l of b.toString("utf8").split("\n")) if (/^lock /.test(l)) console.log(`[${label}] ${l}`);
+    });
+    p.stderr.on("data", keep);
+    p.on("error", reject);
+    p.on("exit", (code) => (code === 0 ? resolve() : reject(new Error(`[${label}] exited with ${code}:\n${tail}`))));
+  });
+}
+
+interface TaskScore { accuracy: { rate: number }; withPrefix?: { rate: number }; mia?: { auc: number } }
+interface Results {
+  runs: Array<{
+    lock: string[]; method: string; budget: number; sealedNeurons: number;
+    heldout: Array<{ key: string; tasks: Record<string, TaskScore> }>;
+    summary: { heldout: { lockedAccuracy: number; authorizedLoss: number; maxAuthorizedLoss: number } };
+  }>;
+  config: { headRatio?: number };
+}
+
+const pct = (x: number) => `${(x * 100).toFixed(1)}`;
+
+/** summary.md: one row per run of every report (the key without any locked task, "none"). */
+function writeSummary(names: readonly string[], seed: number): void {
+  const rows: string[] = [];
+  for (const name of names) {
+    const file = `${ROOT}examples/multitask/reports/${name}/results.json`;
+    if (!existsSync(file)) continue;
+    const r = JSON.parse(readFileSync(file, "utf8")) as Results;
+    for (const run of r.runs) {
+      const none = run.heldout.find((k) => k.key === "none")!;
+      const locked = run.lock.map((t) => {
+        const x = none.tasks[t]!;
+        return `${t} ${pct(x.accuracy.rate)}${x.withPrefix ? ` (prefix ${pct(x.withPrefix.rate)}, MIA AUC ${x.mia ? x.mia.auc.toFixed(3) : "-"})` : ""}`;
+      });
+      const s = run.summary.heldout;
+      rows.push(`| [${name}](${name}/report.md) | ${run.method} | ${pct(run.budget)}%${r.config.headRatio ? ` + ${r.config.headRatio * 100}% heads` : ""} | ${run.sealedNeurons} | ${locked.join("; ")} | ${pct(s.authorizedLoss)} / ${pct(s.maxAuthorizedLoss)} |`);
+    }
+  }
+  const text = [
+    "# Evaluation summary (generated by `npm run multitask:report`)",
+    "",
+    `Held-out: 100 prompts per task, drawn with --heldout-seed ${seed} from the never-trained held-out split. "Locked" columns: exact-match`,
+    "accuracy (PII: greedy extraction rate; with prefix: the number's fixed prefix supplied) for the key that holds none of the locked",
+    "tasks. Authorized loss: points lost on the tasks a key may use, mean / max over the admin, per-task and none keys.",
+    "Budget: fraction of all FFN neurons sealed per locked task (plus a fraction of the attention head groups where marked).",
+    "",
+    "| report | method | budget | sealed neurons | locked tasks, key without them (%) | authorized loss mean / max (points) |",
+    "| --- | --- | --- | --- | --- | --- |",
+    ...rows,
+    "",
+  ].join("\n");
+  writeFileSync(`${ROOT}examples/multitask/reports/summary.md`, text);
+}
+
+async function main(): Promise<void> {
+  const { values: args } = parseArgs({ options: { ablate: { type: "boolean" }, "heldout-seed": { type: "string" }, only: { type: "string" }, "summary-only": { type: "boolean" } } });
+  const seed = Number(args["heldout-seed"] ?? 2026);
+  if (!Number.isInteger(seed) || seed < 0) throw new Error(`--heldout-seed must be a non-negative integer, got ${args["heldout-seed"]}`);
+  if (args["summary-only"]) {
+    writeSummary(experiments(seed).map((e) => e.name), seed);
+    return;
+  }
+  if (!existsSync(`${ROOT}${DATA}/heldout-pii.jsonl`)) await run(`${ROOT}dist/examples/multitask/corpus.js`, ["--seed", "1", "--out", DATA], "corpus");
+  if (args.ablate) {
+    await run(CLI, ["profile", "--ablate", "--model", MODELS.f16, ...TASKS.flatMap((t) => ["--task", `${t}=${DATA}/calib-${t}.jsonl`]), "--examples", "60", "--threads", "2", "--out", ABLATION, "--force"], "ablate");
+  }
+  const only = args.only?.split(",");
+  const todo = experiments(seed).filter((e) => !only || only.includes(e.name));
+  const chain = async (model: keyof typeof MODELS) => {
+    for (const e of todo.filter((x) => x.model === model)) {
+      await run(CLI, ["eval", "--model", MODELS[e.model], ...e.args, "--out", `examples/multitask/reports/${e.name}/report.md`], e.name);
+    }
+  };
+  // One chain failing must not stop the other: report every failure at the end.
+  const settled = await Promise.allSettled([chain("f16"), chain("q4_k_m")]);
+  const failed = settled.filter((x): x is PromiseRejectedResult => x.status === "rejected");
+  for (const f of failed) console.error((f.reason as Error).message);
+  if (failed.length) throw new Error(`${failed.length} chain(s) failed`);
+  writeSummary(experiments(seed).map((e) => e.name), seed);
+  console.log(`done: ${todo.length} reports under examples/multitask/reports/ (summary.md)`);
+}
+
+main().catch((e: Error) => {
+  console.error(e.message);
+  process.exitCode = 1;
+});
