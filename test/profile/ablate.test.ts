@@ -60,6 +60,21 @@ describe("ablateModel", () => {
     expect(readdirSync(scratch.dir).filter((f) => f.startsWith("secneuron-ablate-"))).toEqual([]);
   }, 180_000);
 
+  it("ablates only the candidates, conditional on a zeroed selection", async () => {
+    const letterNeurons = ORACLE_SKILLS.letters.neurons;
+    const filler = [...Array(512).keys()].filter((i) => !letterNeurons.includes(i) && !ORACLE_SKILLS.digits.neurons.includes(i)).slice(0, 3);
+    const candidates = [...letterNeurons.slice(0, 3), ...filler].map((index) => ({ kind: "ffn" as const, layer: 0, index }));
+    const zeroed = letterNeurons.slice(3, 6).map((index) => ({ kind: "ffn" as const, layer: 0, index }));
+    const { profile, stats } = await ablateModel({ modelPath: files.f32, tasks: { letters, digits }, units: "ffn", layers: [0], candidates, zeroed, scoreEos: false, scratchDir: scratch.dir });
+    expect(stats.units).toBe(6);
+    const imp = profile.tasks.letters!.layers[0]!.importance;
+    for (const i of letterNeurons.slice(0, 3)) expect(imp[i]).toBeGreaterThan(0.01);
+    for (const i of [...filler, ...letterNeurons.slice(3)]) expect(imp[i]).toBe(0); // filler, zeroed, not a candidate
+    // The plain losses are taken with the selection zeroed: letters already lose.
+    expect(stats.baseLoss.letters).toBeGreaterThan(0.1);
+    await expect(ablateModel({ modelPath: files.f32, tasks: { letters }, units: "ffn", candidates: [{ kind: "head", layer: 0, index: 0 }], scratchDir: scratch.dir })).rejects.toMatchObject({ code: "PROFILE_BAD_UNIT" });
+  }, 60_000);
+
   it("ablates head groups, and rejects bad input before llama.cpp", async () => {
     const { profile, stats } = await ablateModel({ modelPath: files.f32, tasks: { letters: letters.slice(0, 4) }, units: "heads", scoreEos: false, scratchDir: scratch.dir });
     expect(stats.units).toBe(8);

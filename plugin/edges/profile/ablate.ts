@@ -41,6 +41,13 @@ export interface AblateOptions {
   readonly threads?: number;
   /** Context size (default 512; longer examples are skipped). */
   readonly contextSize?: number;
+  /**
+   * Units kept zeroed for the whole run (a selection already made): importances are then
+   * conditional on their removal, which exposes backups of redundant units (iterative selection).
+   */
+  readonly zeroed?: ReadonlyArray<{ readonly kind: "ffn" | "head"; readonly layer: number; readonly index: number }>;
+  /** Only ablate these units (default: every unit of `units` and `layers`); others get 0. */
+  readonly candidates?: ReadonlyArray<{ readonly kind: "ffn" | "head"; readonly layer: number; readonly index: number }>;
   /** Also score the end-of-sequence token after each answer (default true: it decides where greedy output stops). */
   readonly scoreEos?: boolean;
   /** Where the scratch copy goes (default /dev/shm when present, else the OS temp dir). */
@@ -124,7 +131,16 @@ export async function ablateModel(opts: AblateOptions): Promise<{ profile: Profi
   if (which !== "ffn" && (hp.headCountKv <= 0 || hp.headCount % hp.headCountKv !== 0)) {
     throw new ProfileError("PROFILE_BAD_HEADS", `n_head ${hp.headCount} is not a multiple of n_head_kv ${hp.headCountKv}: head groups cannot be ablated`);
   }
-  const units = unitsOf(header, hp, which, layers);
+  const key = (u: { kind: string; layer: number; index: number }) => `${u.kind}.${u.layer}.${u.index}`;
+  const all = unitsOf(header, hp, which, layers);
+  const byKey = new Map(all.map((u) => [key(u), u]));
+  for (const u of [...(opts.zeroed ?? []), ...(opts.candidates ?? [])]) {
+    if (!byKey.has(key(u))) throw new ProfileError("PROFILE_BAD_UNIT", `unit ${key(u)} is not among the ${which} units of layers ${layers.join(", ")}`);
+  }
+  const zeroedKeys = new Set((opts.zeroed ?? []).map(key));
+  const wanted = opts.candidates ? new Set(opts.candidates.map(key)) : undefined;
+  const units = all.filter((u) => !zeroedKeys.has(key(u)) && (!wanted || wanted.has(key(u))));
+  const fixedRows = all.filter((u) => zeroedKeys.has(key(u))).flatMap((u) => u.rows);
   const hashing = opts.hashModel === false ? undefined : sha256File(abs);
   hashing?.catch(() => {});
 
@@ -139,6 +155,8 @@ export async function ablateModel(opts: AblateOptions): Promise<{ profile: Profi
     fd = openSync(copy, "r+");
     proc = await ProfileProcess.start({ workerPath: opts.workerPath });
     await proc.loadModel(copy, { unsafeSkipValidation: false, mapped: true });
+    // The fixed selection stays zeroed in the scratch copy (which is deleted at the end).
+    if (fixedRows.length) zeroRows(fd, fixedRows);
     const prep = await proc.prepareScoring(opts.tasks, { threads: opts.threads ?? 1, contextSize: opts.contextSize ?? 512, scoreEos: opts.scoreEos ?? true });
     prep.items.forEach((n, t) => {
       if (n === 0) throw new ProfileError("PROFILE_EMPTY_TASK", `task '${names[t]}': no example fits the context and has answer tokens`, { task: names[t] });
@@ -148,7 +166,8 @@ export async function ablateModel(opts: AblateOptions): Promise<{ profile: Profi
     // The child must read the very pages we write: zero every FFN neuron of every layer at once
     // and expect the losses to move (a model read into private memory would not notice).
     const everyLayer = Array.from({ length: hp.blockCount }, (_, l) => l);
-    const allRows = unitsOf(header, hp, "ffn", everyLayer).flatMap((u) => u.rows);
+    const fixedAt = new Set(fixedRows.map((r) => r.offset));
+    const allRows = unitsOf(header, hp, "ffn", everyLayer).flatMap((u) => u.rows).filter((r) => !fixedAt.has(r.offset));
     const savedAll = zeroRows(fd, allRows);
     let moved: number[];
     try {
