@@ -133,7 +133,13 @@ async function runAblation(
   const tty = io.isTTY && !values.json;
   const start = Date.now();
   let drawn = 0;
+  // Ctrl-C or a TERM stops between units, so the scratch copy on tmpfs is removed.
+  const ac = new AbortController();
+  const stop = () => ac.abort();
+  process.once("SIGINT", stop);
+  process.once("SIGTERM", stop);
   const { profile, stats } = await ablateModel({
+    signal: ac.signal,
     modelPath: model,
     tasks: items,
     units: units as AblationUnits,
@@ -149,6 +155,9 @@ async function runAblation(
       process.stderr.write(`\rablate [${"#".repeat(Math.round(frac * 30)).padEnd(30)}] ${p.done}/${p.total} units, ${eta.toFixed(0)} s left  `);
       if (p.done === p.total) process.stderr.write("\n");
     },
+  }).finally(() => {
+    process.off("SIGINT", stop);
+    process.off("SIGTERM", stop);
   });
   const final = parseProfile(JSON.parse(JSON.stringify(profile)));
   await writeAtomic(out, `${JSON.stringify(final)}\n`);

@@ -75,6 +75,17 @@ describe("ablateModel", () => {
     await expect(ablateModel({ modelPath: files.f32, tasks: { letters }, units: "ffn", candidates: [{ kind: "head", layer: 0, index: 0 }], scratchDir: scratch.dir })).rejects.toMatchObject({ code: "PROFILE_BAD_UNIT" });
   }, 60_000);
 
+  it("stops between units on abort and leaves no scratch copy", async () => {
+    const ac = new AbortController();
+    const seen: number[] = [];
+    await expect(
+      ablateModel({ modelPath: files.f32, tasks: { letters: letters.slice(0, 3) }, units: "ffn", layers: [0], scoreEos: false, scratchDir: scratch.dir, signal: ac.signal,
+        onProgress: (p) => { seen.push(p.done); if (p.done === 3) ac.abort(); } }),
+    ).rejects.toMatchObject({ code: "ABLATE_ABORTED" });
+    expect(seen).toEqual([1, 2, 3]);
+    expect(readdirSync(scratch.dir).filter((f) => f.startsWith("secneuron-ablate-"))).toEqual([]);
+  }, 60_000);
+
   it("ablates head groups, and rejects bad input before llama.cpp", async () => {
     const { profile, stats } = await ablateModel({ modelPath: files.f32, tasks: { letters: letters.slice(0, 4) }, units: "heads", scoreEos: false, scratchDir: scratch.dir });
     expect(stats.units).toBe(8);

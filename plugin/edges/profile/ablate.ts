@@ -56,6 +56,8 @@ export interface AblateOptions {
   readonly source?: Readonly<Record<string, string>>;
   readonly workerPath?: string;
   readonly onProgress?: (p: { done: number; total: number; unit: string }) => void;
+  /** Stop between units (ABLATE_ABORTED); the scratch copy is removed as on any failure. */
+  readonly signal?: AbortSignal;
 }
 
 export interface AblationStats {
@@ -186,6 +188,7 @@ export async function ablateModel(opts: AblateOptions): Promise<{ profile: Profi
     const ffn = names.map(() => layers.map(() => new Array<number>(hp.feedForwardLength).fill(0)));
     const heads = names.map(() => layers.map(() => new Array<number>(hp.headCountKv).fill(0)));
     for (let u = 0; u < units.length; u++) {
+      if (opts.signal?.aborted) throw new EngineError("ABLATE_ABORTED", `ablation stopped after ${u} of ${units.length} units`);
       const unit = units[u]!;
       const saved = zeroRows(fd, unit.rows);
       let loss: number[];
