@@ -1,6 +1,7 @@
 /**
  * The audit log: one JSON line per decision (allowed or denied), appended to a file. Prompt text
- * is never written unless the operator opts in. Writes go through one append stream; a failing
+ * is never written unless the operator opts in. Lines of one event-loop turn go out in one write
+ * through one append stream (close() flushes what is pending); a failing
  * log never breaks a request, but it is counted and reported in /healthz.
  */
 import { createWriteStream, type WriteStream } from "node:fs";
