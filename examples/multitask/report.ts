@@ -6,7 +6,8 @@
  *
  * The ablation method reads the committed ablation profile (examples/multitask/profiles/
  * ablation-f16.json, taken on the F16 model's calibration split); `--ablate` measures it again
- * first (about 20 minutes: `secneuron profile --ablate`). Held-out prompts are a seeded draw
+ * first (about 20 minutes: `secneuron profile --ablate`) and the iterative pick order (about 15
+ * minutes: iterative-ablation.ts). Held-out prompts are a seeded draw
  * (`--heldout-seed`, default 2026) from the never-trained held-out split: pass another seed for
  * a fresh sample.
  *
@@ -14,6 +15,7 @@
  */
 import { spawn } from "node:child_process";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { rename, rm } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 
@@ -22,6 +24,8 @@ const CLI = `${ROOT}bin/secneuron.js`;
 const DATA = "examples/multitask/data";
 const MODELS = { f16: "examples/multitask/models/multitask-f16.gguf", q4_k_m: "examples/multitask/models/multitask-q4_k_m.gguf" } as const;
 const ABLATION = "examples/multitask/profiles/ablation-f16.json";
+/** Pick order of iterative ablation for PII + abuse (examples/multitask/iterative-ablation.ts, round 3). */
+const ITERATIVE = "examples/multitask/profiles/iterative-pii-abuse-f16.json";
 const TASKS = ["text", "arith", "code", "trans", "pii", "abuse"];
 
 interface Experiment {
@@ -38,6 +42,12 @@ function experiments(seed: number): Experiment[] {
     out.push({
       name: `pii-abuse-${model}`, model,
       args: [...common, "--lock", "pii,abuse", "--budgets", "0.05,0.1,0.15", "--methods", "ablation,specificity,random,largest-activation,weight-norm"],
+    });
+    // The same lock with the iterative-ablation pick order (read as an ablation profile: the
+    // first round(b * 1536) picks of each task are sealed; budgets = the rounds' sizes).
+    out.push({
+      name: `pii-abuse-iterative-${model}`, model,
+      args: [...common.slice(0, -2), "--ablation-profile", ITERATIVE, "--lock", "pii,abuse", "--budgets", "0.0762,0.1022,0.1283,0.1543", "--methods", "ablation", "--no-filter"],
     });
     // Computed skills, each alone: FFN neurons only, then with a quarter of the head groups.
     for (const task of ["arith", "code", "trans"]) {
@@ -92,7 +102,8 @@ function writeSummary(names: readonly string[], seed: number): void {
         return `${t} ${pct(x.accuracy.rate)}${x.withPrefix ? ` (prefix ${pct(x.withPrefix.rate)}, MIA AUC ${x.mia ? x.mia.auc.toFixed(3) : "-"})` : ""}`;
       });
       const s = run.summary.heldout;
-      rows.push(`| [${name}](${name}/report.md) | ${run.method} | ${pct(run.budget)}%${r.config.headRatio ? ` + ${r.config.headRatio * 100}% heads` : ""} | ${run.sealedNeurons} | ${locked.join("; ")} | ${pct(s.authorizedLoss)} / ${pct(s.maxAuthorizedLoss)} |`);
+      const method = name.includes("iterative") ? "iterative ablation (pick order)" : run.method;
+      rows.push(`| [${name}](${name}/report.md) | ${method} | ${pct(run.budget)}%${r.config.headRatio ? ` + ${r.config.headRatio * 100}% heads` : ""} | ${run.sealedNeurons} | ${locked.join("; ")} | ${pct(s.authorizedLoss)} / ${pct(s.maxAuthorizedLoss)} |`);
     }
   }
   const text = [
@@ -122,6 +133,10 @@ async function main(): Promise<void> {
   if (!existsSync(`${ROOT}${DATA}/heldout-pii.jsonl`)) await run(`${ROOT}dist/examples/multitask/corpus.js`, ["--seed", "1", "--out", DATA], "corpus");
   if (args.ablate) {
     await run(CLI, ["profile", "--ablate", "--model", MODELS.f16, ...TASKS.flatMap((t) => ["--task", `${t}=${DATA}/calib-${t}.jsonl`]), "--examples", "60", "--threads", "2", "--out", ABLATION, "--force"], "ablate");
+    const dir = "examples/multitask/profiles/iterative-pii-abuse-f16";
+    await run(`${ROOT}dist/examples/multitask/iterative-ablation.js`, ["--model", MODELS.f16, "--lock", "pii,abuse", "--start", "0.05", "--per-round", "40", "--rounds", "4", "--candidates", "250", "--examples", "40", "--threads", "2", "--pii-secret", "--out", dir], "iterative");
+    await rename(`${ROOT}${dir}/round-3.json`, `${ROOT}${ITERATIVE}`);
+    await rm(`${ROOT}${dir}`, { recursive: true, force: true });
   }
   const only = args.only?.split(",");
   const todo = experiments(seed).filter((e) => !only || only.includes(e.name));
