@@ -34,7 +34,11 @@ async function rejection(p: Promise<unknown>): Promise<Error> {
 
 function client(t: HostTarget, apiKey?: string): OpenAI {
   const key = apiKey ?? t.headers!.authorization!.replace(/^Bearer /, "");
-  return new OpenAI({ baseURL: `${t.baseUrl}/v1`, apiKey: key, maxRetries: 0 });
+  // Retries cover a client-side race, not the host: fetch's shared pool may reuse a connection
+  // that llama-server (cpp-httplib) is closing ("other side closed", seen once in CI runs).
+  // The sidecar's own agent drops idle sockets first (plugin/edges/keep-alive.ts). No test here
+  // expects a retryable status (401s are not retried).
+  return new OpenAI({ baseURL: `${t.baseUrl}/v1`, apiKey: key, maxRetries: 2 });
 }
 
 describe("without a usable binary", () => {
