@@ -24,7 +24,7 @@
  *
  * CLI: node dist/examples/multitask/corpus.js --seed N --out dir [--lines-per-task N]
  */
-import { mulberry32 } from "../../plugin/core/seeded-random.js";
+import { mulberry32, shuffleInPlace } from "../../plugin/core/seeded-random.js";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -60,14 +60,6 @@ export const CALIB_SIZE = 300;
 /** mulberry32: small, fast, deterministic. */
 /** mulberry32 (plugin/core/seeded-random.ts): small, fast, deterministic. */
 export const rng = mulberry32;
-
-function shuffle<T>(xs: T[], r: () => number): T[] {
-  for (let i = xs.length - 1; i > 0; i--) {
-    const j = Math.floor(r() * (i + 1));
-    [xs[i], xs[j]] = [xs[j]!, xs[i]!];
-  }
-  return xs;
-}
 
 const pick = <T>(xs: readonly T[], r: () => number): T => xs[Math.floor(r() * xs.length)]!;
 
@@ -204,7 +196,7 @@ export function buildCorpus(seed: number): Corpus {
     abuse: abusePool(),
   };
   for (const [task, pool] of Object.entries(pools) as Array<[TaskName, Example[]]>) {
-    shuffle(pool, r);
+    shuffleInPlace(pool, r);
     heldout[task] = pool.slice(0, HELDOUT_SIZE);
     calib[task] = pool.slice(HELDOUT_SIZE, HELDOUT_SIZE + CALIB_SIZE);
     train[task] = pool.slice(HELDOUT_SIZE + CALIB_SIZE);
@@ -224,13 +216,13 @@ export function trainLines(c: Corpus, linesPerTask: number): string[] {
   const r = rng(c.seed ^ 0x5eed);
   const lines: string[] = [];
   for (const task of TASKS) {
-    const xs = shuffle([...c.train[task]], r);
+    const xs = shuffleInPlace([...c.train[task]], r);
     for (let i = 0; i < linesPerTask; i++) {
       const e = xs[i % xs.length]!;
       lines.push(e.prompt + e.answer);
     }
   }
-  return shuffle(lines, r);
+  return shuffleInPlace(lines, r);
 }
 
 const jsonl = (xs: readonly object[]): string => xs.map((x) => JSON.stringify(x)).join("\n") + "\n";

@@ -35,7 +35,8 @@ interface Experiment {
 }
 
 function experiments(seed: number): Experiment[] {
-  const common = ["--tasks", DATA, "--heldout-limit", "100", "--heldout-seed", String(seed), "--ablation-profile", ABLATION];
+  const heldout = ["--tasks", DATA, "--heldout-limit", "100", "--heldout-seed", String(seed)];
+  const common = [...heldout, "--ablation-profile", ABLATION];
   const out: Experiment[] = [];
   for (const model of ["f16", "q4_k_m"] as const) {
     // Memorised and template skills, locked together: every method, the keyword filter too.
@@ -47,7 +48,7 @@ function experiments(seed: number): Experiment[] {
     // first round(b * 1536) picks of each task are sealed; budgets = the rounds' sizes).
     out.push({
       name: `pii-abuse-iterative-${model}`, model,
-      args: [...common.slice(0, -2), "--ablation-profile", ITERATIVE, "--lock", "pii,abuse", "--budgets", "0.0762,0.1022,0.1283,0.1543", "--methods", "ablation", "--no-filter"],
+      args: [...heldout, "--ablation-profile", ITERATIVE, "--lock", "pii,abuse", "--budgets", "0.0762,0.1022,0.1283,0.1543", "--methods", "ablation", "--no-filter"],
     });
     // Computed skills, each alone: FFN neurons only, then with a quarter of the head groups.
     for (const task of ["arith", "code", "trans"]) {

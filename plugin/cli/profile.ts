@@ -14,6 +14,7 @@ import { validateModelFile } from "../edges/engine/engine-process.js";
 import { importImatrix, imatrixTaskProfile } from "../edges/profile/imatrix.js";
 import { profileModelWithStats, sha256File, type ProfileProgress, type ProfileStats, type ScoreItem } from "../edges/profile/profile-process.js";
 import { ablateModel, type AblationUnits } from "../edges/profile/ablate.js";
+import { readExamplesFile } from "../edges/eval/tasks.js";
 import type { Command } from "./args.js";
 
 function usage(msg: string): never {
@@ -90,21 +91,10 @@ async function writeAtomic(path: string, text: string): Promise<void> {
   }
 }
 
-/** Calibration examples of a task file: JSON lines {prompt, answer}, or text lines (scored whole). */
+/** Calibration examples of a task file: JSON lines {prompt, answer} (as `eval` reads them), or text lines (scored whole). */
 export function readScoreItems(path: string): ScoreItem[] {
-  const lines = readCorpus(path);
-  if (!path.toLowerCase().endsWith(".jsonl")) return lines.map((answer) => ({ prompt: "", answer }));
-  return lines.map((l, i) => {
-    let v: unknown;
-    try {
-      v = JSON.parse(l);
-    } catch {
-      usage(`${path}:${i + 1}: not JSON (a .jsonl task file holds {"prompt": ..., "answer": ...} lines)`);
-    }
-    const o = v as { prompt?: unknown; answer?: unknown };
-    if (typeof o?.prompt !== "string" || typeof o.answer !== "string") usage(`${path}:${i + 1}: expected {"prompt": string, "answer": string}`);
-    return { prompt: o.prompt, answer: o.answer };
-  });
+  if (path.toLowerCase().endsWith(".jsonl")) return readExamplesFile(path);
+  return readCorpus(path).map((answer) => ({ prompt: "", answer }));
 }
 
 async function runAblation(

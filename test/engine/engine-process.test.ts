@@ -11,6 +11,7 @@ import { EngineError, GgufFormatError } from "../../plugin/errors.js";
 import { EngineProcess, completeInChild, resolveWorkerPath } from "../../plugin/edges/engine/index.js";
 import { writeGgufFile } from "../../plugin/edges/gguf-file.js";
 import { oracleFixtures, scratchDir } from "./helpers.js";
+import { rejection } from "../helpers/rejection.js";
 
 const scratch = scratchDir("engine-process");
 let q4: string;
@@ -29,14 +30,6 @@ beforeAll(async () => {
 });
 afterAll(() => scratch.cleanup());
 
-async function rejection(p: Promise<unknown>): Promise<Error> {
-  try {
-    await p;
-  } catch (e) {
-    return e as Error;
-  }
-  throw new Error("expected a rejection");
-}
 
 describe("worker path", () => {
   it("maps the .ts source to dist/ and dist/ to the sibling worker.js", () => {

@@ -15,6 +15,7 @@ import { EngineError, GgufFormatError, SecNeuronError } from "../../plugin/error
 import { EmbeddedHost, humanParameterCount } from "../../plugin/hosts/embedded/index.js";
 import type { HostTarget } from "../../plugin/hosts/host-adapter.js";
 import { oracleFixtures, scratchDir } from "../engine/helpers.js";
+import { rejection } from "../helpers/rejection.js";
 
 const scratch = scratchDir("embedded-host");
 const host = new EmbeddedHost({ threads: 1, contextSize: 256 });
@@ -43,14 +44,6 @@ afterAll(async () => {
   scratch.cleanup();
 });
 
-async function rejection(p: Promise<unknown>): Promise<Error> {
-  try {
-    await p;
-  } catch (e) {
-    return e as Error;
-  }
-  throw new Error("expected a rejection");
-}
 
 async function post(path: string, body: unknown): Promise<{ status: number; type: string; text: string }> {
   const r = await fetch(`${target.baseUrl}${path}`, { method: "POST", headers: { "content-type": "application/json", ...target.headers }, body: JSON.stringify(body) });

@@ -16,6 +16,7 @@ import { EngineError, GgufFormatError, SecNeuronError } from "../../plugin/error
 import { LlamaServerHost, defaultLlamaServerPath } from "../../plugin/hosts/llama-server/index.js";
 import type { HostTarget } from "../../plugin/hosts/host-adapter.js";
 import { oracleFixtures, scratchDir } from "../engine/helpers.js";
+import { rejection } from "../helpers/rejection.js";
 
 const BINARY = process.env.SECNEURON_LLAMA_SERVER || defaultLlamaServerPath();
 const HAVE_BINARY = existsSync(BINARY);
@@ -23,14 +24,6 @@ const Q8 = "oracle-q8";
 const F16 = "oracle-f16:latest";
 const oracle = (prompt: string): string => ORACLE_PROMPTS.find((p) => p.prompt === prompt)!.completion;
 
-async function rejection(p: Promise<unknown>): Promise<Error> {
-  try {
-    await p;
-  } catch (e) {
-    return e as Error;
-  }
-  throw new Error("expected a rejection");
-}
 
 function client(t: HostTarget, apiKey?: string): OpenAI {
   const key = apiKey ?? t.headers!.authorization!.replace(/^Bearer /, "");

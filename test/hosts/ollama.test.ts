@@ -22,6 +22,7 @@ import {
   type OllamaManifest,
 } from "../../plugin/hosts/ollama/index.js";
 import { oracleFixtures, scratchDir } from "../engine/helpers.js";
+import { rejection } from "../helpers/rejection.js";
 
 const scratch = scratchDir("ollama-host");
 let variantA: string; // q8_0 oracle copy on tmpfs
@@ -61,14 +62,6 @@ function files(): string[] {
   return walk(store).filter((e) => !e.st.isDirectory()).map((e) => e.path.slice(store.length + 1)).sort();
 }
 
-async function rejection(p: Promise<unknown>): Promise<SecNeuronError> {
-  try {
-    await p;
-  } catch (e) {
-    return e as SecNeuronError;
-  }
-  throw new Error("expected a rejection");
-}
 
 function newHost(opts: ConstructorParameters<typeof OllamaHost>[0] = {}): OllamaHost {
   return new OllamaHost({ storeDir: store, upstream: "http://127.0.0.1:1", healthTimeoutMs: 500, warn: quiet, ...opts });
@@ -232,7 +225,7 @@ describe("registration", () => {
   it("refuses two variant names that map to one Ollama model", async () => {
     const host = newHost();
     await host.ensureModel("same", variantA);
-    const e = await rejection(host.ensureModel("same:latest", variantB));
+    const e = await rejection<SecNeuronError>(host.ensureModel("same:latest", variantB));
     expect(e.code).toBe("HOST_NAME_COLLISION");
     expect(readManifest("secneuron-same").layers[0]!.digest).toBe(sha256(readFileSync(variantA)));
   });
@@ -254,7 +247,7 @@ describe("registration", () => {
 describe("rejections write nothing", () => {
   it("a missing variant file", async () => {
     const host = newHost();
-    const e = await rejection(host.ensureModel("gone", join(scratch.dir, "variants", "nope.gguf")));
+    const e = await rejection<SecNeuronError>(host.ensureModel("gone", join(scratch.dir, "variants", "nope.gguf")));
     expect(e).toBeInstanceOf(EngineError);
     expect(e.code).toBe("HOST_MODEL_MISSING");
     expect(files()).toEqual([]);
@@ -268,7 +261,7 @@ describe("rejections write nothing", () => {
     writeFileSync(junk, "not a model at all");
     const host = newHost();
     for (const p of [bad, junk]) {
-      const e = await rejection(host.ensureModel("bad", p));
+      const e = await rejection<SecNeuronError>(host.ensureModel("bad", p));
       expect(e).toBeInstanceOf(SecNeuronError);
       expect(files()).toEqual([]);
     }
@@ -276,7 +269,7 @@ describe("rejections write nothing", () => {
 
   it("an invalid name", async () => {
     const host = newHost();
-    const e = await rejection(host.ensureModel("Bad Name", variantA));
+    const e = await rejection<SecNeuronError>(host.ensureModel("Bad Name", variantA));
     expect(e.code).toBe("HOST_BAD_MODEL_NAME");
     expect(files()).toEqual([]);
   });
@@ -286,7 +279,7 @@ describe("rejections write nothing", () => {
     mkdirSync(join(store, "blobs"), { recursive: true });
     copyFileSync(variantA, blob(d)); // a real blob, as `ollama create` makes
     const host = newHost();
-    const e = await rejection(host.ensureModel("dup", variantA));
+    const e = await rejection<SecNeuronError>(host.ensureModel("dup", variantA));
     expect(e.code).toBe("HOST_BLOB_CONFLICT");
     expect(existsSync(manifestFile("secneuron-dup"))).toBe(false);
     expect(lstatSync(blob(d)).isFile()).toBe(true);
@@ -305,7 +298,7 @@ describe("rejections write nothing", () => {
     const other = join(scratch.dir, "variants", "copy-of-a.gguf");
     copyFileSync(variantA, other);
     symlinkSync(other, blob(d));
-    const e = await rejection(host.ensureModel("dangle", variantA));
+    const e = await rejection<SecNeuronError>(host.ensureModel("dangle", variantA));
     expect(e.code).toBe("HOST_BLOB_CONFLICT");
     expect(readlinkSync(blob(d))).toBe(other);
   });
@@ -434,9 +427,9 @@ describe("upstream", () => {
     const file = join(scratch.dir, "a-file");
     writeFileSync(file, "x");
     const host = newHost({ storeDir: join(file, "store") });
-    const e = await rejection(host.start());
+    const e = await rejection<SecNeuronError>(host.start());
     expect(e.code).toBe("HOST_STORE_NOT_WRITABLE");
-    const e2 = await rejection(host.ensureModel("oracle-q8", variantA));
+    const e2 = await rejection<SecNeuronError>(host.ensureModel("oracle-q8", variantA));
     expect(e2.code).toBe("HOST_STORE_NOT_WRITABLE");
   });
 });

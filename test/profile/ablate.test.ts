@@ -122,7 +122,7 @@ describe("secneuron profile --ablate", () => {
     const bad = join(scratch.dir, "bad.jsonl");
     writeFileSync(bad, '{"prompt": "ab"}\n');
     const out2 = join(scratch.dir, "ablation2.json");
-    await expect(profileCommand.run({ model: files.q8_0, task: [`letters=${bad}`], out: out2, ablate: true }, [], io)).rejects.toThrow(/bad\.jsonl:1: expected \{"prompt": string, "answer": string\}/);
+    await expect(profileCommand.run({ model: files.q8_0, task: [`letters=${bad}`], out: out2, ablate: true }, [], io)).rejects.toThrow(/bad\.jsonl:1: need string "prompt" and non-empty string "answer"/);
     await expect(profileCommand.run({ model: files.q8_0, task: [`letters=${lf}`], out: out2, ablate: true, units: "neurons" }, [], io)).rejects.toThrow(/--units must be ffn, heads or all/);
     await expect(profileCommand.run({ model: files.q8_0, task: [`letters=${lf}`], out: out2, units: "ffn" }, [], io)).rejects.toThrow(/go with --ablate/);
     await expect(profileCommand.run({ model: files.q8_0, task: [`letters=${lf}`], out: out2, ablate: true, "max-tokens": "5" }, [], io)).rejects.toThrow(/does not apply to --ablate/);

@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { SecNeuronError } from "../../errors.js";
 import type { EvalExample } from "../../core/eval/metrics.js";
 import type { TaskKind } from "../../core/eval/results.js";
-import { mulberry32 } from "../../core/seeded-random.js";
+import { mulberry32, shuffleInPlace } from "../../core/seeded-random.js";
 
 export class EvalError extends SecNeuronError {}
 
@@ -52,13 +52,7 @@ export function readExamplesFile(path: string, limit?: number): EvalExample[] {
 
 /** Fisher-Yates with mulberry32(seed): the same seed gives the same order. */
 export function seededShuffle<T>(xs: readonly T[], seed: number): T[] {
-  const r = mulberry32(seed);
-  const out = [...xs];
-  for (let i = out.length - 1; i > 0; i--) {
-    const j = Math.floor(r() * (i + 1));
-    [out[i], out[j]] = [out[j]!, out[i]!];
-  }
-  return out;
+  return shuffleInPlace([...xs], mulberry32(seed));
 }
 
 export function defaultKind(task: string): TaskKind {

@@ -25,7 +25,7 @@ import { PROFILE_FORMAT, PROFILE_VERSION, isValidTaskName, ProfileError, type La
 import { nodeRows, type SealedRow } from "../../core/seal/plan.js";
 import { readGgufHeader } from "../gguf-file.js";
 import { validateModelFile } from "../engine/engine-process.js";
-import { ProfileProcess, sha256File, type ScoreItem } from "./profile-process.js";
+import { ProfileProcess, round7, sha256File, type ScoreItem } from "./profile-process.js";
 
 export type AblationUnits = "ffn" | "heads" | "all";
 
@@ -74,10 +74,6 @@ interface Unit {
   readonly layer: number;
   readonly index: number;
   readonly rows: readonly SealedRow[];
-}
-
-function round7(x: number): number {
-  return x === 0 ? 0 : Number(x.toPrecision(7));
 }
 
 function unitsOf(header: ReturnType<typeof readGgufHeader>, hp: LlamaHyperparams, which: AblationUnits, layers: readonly number[]): Unit[] {

@@ -227,7 +227,8 @@ export async function sha256File(path: string): Promise<string> {
 }
 
 /** Round to float32-level precision (7 significant digits): activations are F32. */
-function round7(x: number): number {
+/** Seven significant digits: what a profile keeps of a measured importance. */
+export function round7(x: number): number {
   return x === 0 ? 0 : Number(x.toPrecision(7));
 }
 

@@ -201,35 +201,22 @@ function makeCallback(cap: Capture, nLayer: number): (t: bigint, ask: boolean) =
       }
       const data = tensorData(a);
       if (data === null) throw new EngineError("PROFILE_GRAPH", `${what} input of layer ${layer} has no data`);
-      if (attn) {
-        // The attention output before attn_output: n_head * head_dim features per token, head h's
-        // features at [h*hd, (h+1)*hd). Grouping into head groups happens in the parent.
-        if (cap.nAttn === 0) cap.nAttn = ne0;
-        else if (cap.nAttn !== ne0) throw new EngineError("PROFILE_GRAPH", `layer ${layer} has ${ne0} attention output features, earlier layers ${cap.nAttn}`);
-        let sa = cap.attnSumAbs[layer];
-        let sq = cap.attnSumSq[layer];
-        if (!sa || !sq) {
-          sa = cap.attnSumAbs[layer] = new Float64Array(ne0);
-          sq = cap.attnSumSq[layer] = new Float64Array(ne0);
-        }
-        const stride = nb[1]! / 4;
-        accumulate(new Float32Array(nativeView(data, (stride * (ne1 - 1) + ne0) * 4)), stride, cap.skip, ne1, ne0, sa, sq);
-        cap.attnSeen[layer] = 1;
-        cap.callbackMs += performance.now() - c0;
-        return true;
+      // FFN: one value per neuron. Attention: the output before attn_output, n_head * head_dim
+      // features per token, head h's at [h*hd, (h+1)*hd) (grouped into head groups by the parent).
+      const width = attn ? cap.nAttn : cap.nFf;
+      if (width !== 0 && width !== ne0) {
+        throw new EngineError("PROFILE_GRAPH", `layer ${layer} has ${ne0} ${attn ? "attention output features" : "FFN neurons"}, earlier layers ${width}`);
       }
-      if (cap.nFf === 0) cap.nFf = ne0;
-      else if (cap.nFf !== ne0) throw new EngineError("PROFILE_GRAPH", `layer ${layer} has ${ne0} FFN neurons, earlier layers ${cap.nFf}`);
-      let sa = cap.sumAbs[layer];
-      let sq = cap.sumSq[layer];
-      if (!sa || !sq) {
-        sa = cap.sumAbs[layer] = new Float64Array(ne0);
-        sq = cap.sumSq[layer] = new Float64Array(ne0);
-      }
+      if (attn) cap.nAttn = ne0;
+      else cap.nFf = ne0;
+      const sums = attn ? [cap.attnSumAbs, cap.attnSumSq] : [cap.sumAbs, cap.sumSq];
+      const sa = (sums[0]![layer] ??= new Float64Array(ne0));
+      const sq = (sums[1]![layer] ??= new Float64Array(ne0));
       const stride = nb[1]! / 4;
       accumulate(new Float32Array(nativeView(data, (stride * (ne1 - 1) + ne0) * 4)), stride, cap.skip, ne1, ne0, sa, sq);
-      cap.seen[layer] = 1;
+      (attn ? cap.attnSeen : cap.seen)[layer] = 1;
       cap.callbackMs += performance.now() - c0;
+      if (attn) return true;
       // After the last layer's activations nothing else in the graph is needed (the KV cache of
       // every layer is already written): returning false ends the graph here, saving the last
       // ffn_down and the output head. Logits of such a batch are garbage and never read.
