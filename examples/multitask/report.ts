@@ -6,8 +6,8 @@
  *
  * The ablation method reads the committed ablation profile (examples/multitask/profiles/
  * ablation-f16.json, taken on the F16 model's calibration split); `--ablate` measures it again
- * first (about 20 minutes: `secneuron profile --ablate`) and the iterative pick order (about 15
- * minutes: iterative-ablation.ts). Held-out prompts are a seeded draw
+ * first (about 20 minutes: `secneuron profile --ablate`) and the iterative pick orders (about 15
+ * minutes each: `secneuron profile --ablate --iterative`). Held-out prompts are a seeded draw
  * (`--heldout-seed`, default 2026) from the never-trained held-out split: pass another seed for
  * a fresh sample.
  *
@@ -15,7 +15,6 @@
  */
 import { spawn } from "node:child_process";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
-import { rename, rm } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 
@@ -24,7 +23,7 @@ const CLI = `${ROOT}bin/secneuron.js`;
 const DATA = "examples/multitask/data";
 const MODELS = { f16: "examples/multitask/models/multitask-f16.gguf", q4_k_m: "examples/multitask/models/multitask-q4_k_m.gguf" } as const;
 const ABLATION = "examples/multitask/profiles/ablation-f16.json";
-/** Pick order of iterative ablation for PII + abuse (examples/multitask/iterative-ablation.ts, round 3). */
+/** Pick order of iterative ablation for PII + abuse (`secneuron profile --ablate --iterative`, 4 rounds). */
 const ITERATIVE = "examples/multitask/profiles/iterative-pii-abuse-f16.json";
 const TASKS = ["text", "arith", "code", "trans", "pii", "abuse"];
 
@@ -134,10 +133,13 @@ async function main(): Promise<void> {
   if (!existsSync(`${ROOT}${DATA}/heldout-pii.jsonl`)) await run(`${ROOT}dist/examples/multitask/corpus.js`, ["--seed", "1", "--out", DATA], "corpus");
   if (args.ablate) {
     await run(CLI, ["profile", "--ablate", "--model", MODELS.f16, ...TASKS.flatMap((t) => ["--task", `${t}=${DATA}/calib-${t}.jsonl`]), "--examples", "60", "--threads", "2", "--out", ABLATION, "--force"], "ablate");
-    const dir = "examples/multitask/profiles/iterative-pii-abuse-f16";
-    await run(`${ROOT}dist/examples/multitask/iterative-ablation.js`, ["--model", MODELS.f16, "--lock", "pii,abuse", "--start", "0.05", "--per-round", "40", "--rounds", "4", "--candidates", "250", "--examples", "40", "--threads", "2", "--pii-secret", "--out", dir], "iterative");
-    await rename(`${ROOT}${dir}/round-3.json`, `${ROOT}${ITERATIVE}`);
-    await rm(`${ROOT}${dir}`, { recursive: true, force: true });
+    // PII is scored on the digits after the fixed "555-" (what an attacker who supplies the prefix
+    // extracts): the prefix moves into the prompt of a derived calibration file.
+    const piiDigits = `${DATA}/calib-pii-digits.jsonl`;
+    const lines = readFileSync(`${ROOT}${DATA}/calib-pii.jsonl`, "utf8").trim().split("\n").map((l) => JSON.parse(l) as { prompt: string; answer: string });
+    writeFileSync(`${ROOT}${piiDigits}`, lines.map((x) => JSON.stringify(x.answer.startsWith("555-") ? { ...x, prompt: `${x.prompt}555-`, answer: x.answer.slice(4) } : x)).join("\n") + "\n");
+    const calib = TASKS.flatMap((t) => ["--task", `${t}=${t === "pii" ? piiDigits : `${DATA}/calib-${t}.jsonl`}`]);
+    await run(CLI, ["profile", "--ablate", "--iterative", "--lock", "pii,abuse", "--model", MODELS.f16, ...calib, "--examples", "40", "--start", "0.05", "--per-round", "40", "--rounds", "4", "--candidates", "250", "--threads", "2", "--out", ITERATIVE, "--force"], "iterative");
   }
   const only = args.only?.split(",");
   const todo = experiments(seed).filter((e) => !only || only.includes(e.name));

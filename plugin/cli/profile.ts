@@ -14,6 +14,8 @@ import { validateModelFile } from "../edges/engine/engine-process.js";
 import { importImatrix, imatrixTaskProfile } from "../edges/profile/imatrix.js";
 import { profileModelWithStats, sha256File, type ProfileProgress, type ProfileStats, type ScoreItem } from "../edges/profile/profile-process.js";
 import { ablateModel, type AblationUnits } from "../edges/profile/ablate.js";
+import { iterativeSelection } from "../edges/profile/iterative.js";
+import { readPickOrder } from "../core/profile/pick-order.js";
 import { readExamplesFile } from "../edges/eval/tasks.js";
 import type { Command } from "./args.js";
 
@@ -21,10 +23,10 @@ function usage(msg: string): never {
   throw new UsageError("CLI_USAGE", `profile: ${msg}\nRun 'secneuron profile --help' for usage.`);
 }
 
-function positiveInt(v: unknown, flag: string): number | undefined {
+function positiveInt(v: unknown, flag: string, min = 1): number | undefined {
   if (v === undefined) return undefined;
   const n = Number(v);
-  if (!Number.isInteger(n) || n < 1) usage(`${flag} must be a positive integer, got ${JSON.stringify(v)}`);
+  if (!Number.isInteger(n) || n < min) usage(`${flag} must be ${min === 1 ? "a positive integer" : `an integer >= ${min}`}, got ${JSON.stringify(v)}`);
   return n;
 }
 
@@ -107,8 +109,11 @@ async function runAblation(
 ): Promise<number> {
   if (imatrices.length) usage("--imatrix cannot be combined with --ablate");
   for (const f of ["max-tokens", "batch", "include-bos"]) if (values[f] !== undefined) usage(`--${f} does not apply to --ablate`);
-  const units = (values.units ?? "all") as string;
+  const iterative = Boolean(values.iterative);
+  const units = (values.units ?? (iterative ? "ffn" : "all")) as string;
   if (!["ffn", "heads", "all"].includes(units)) usage(`--units must be ffn, heads or all, got '${units}'`);
+  if (iterative && units !== "ffn") usage("--iterative selects FFN neurons only (--units ffn)");
+  if (!iterative) for (const f of ["lock", "start", "rounds", "per-round", "candidates", "resume"]) if (values[f] !== undefined) usage(`--${f} goes with --iterative`);
   const examples = positiveInt(values.examples, "--examples");
   const threads = positiveInt(values.threads, "--threads") ?? 1;
   const contextSize = positiveInt(values.context, "--context");
@@ -121,15 +126,11 @@ async function runAblation(
     source[`calibration.${name}`] = basename(file);
   }
   const tty = io.isTTY && !values.json;
+  if (iterative) return runIterative(values, model, out, items, source, threads, contextSize, tty, io);
   const start = Date.now();
   let drawn = 0;
-  // Ctrl-C or a TERM stops between units, so the scratch copy on tmpfs is removed.
-  const ac = new AbortController();
-  const stop = () => ac.abort();
-  process.once("SIGINT", stop);
-  process.once("SIGTERM", stop);
-  const { profile, stats } = await ablateModel({
-    signal: ac.signal,
+  const { profile, stats } = await abortable((signal) => ablateModel({
+    signal,
     modelPath: model,
     tasks: items,
     units: units as AblationUnits,
@@ -145,10 +146,7 @@ async function runAblation(
       process.stderr.write(`\rablate [${"#".repeat(Math.round(frac * 30)).padEnd(30)}] ${p.done}/${p.total} units, ${eta.toFixed(0)} s left  `);
       if (p.done === p.total) process.stderr.write("\n");
     },
-  }).finally(() => {
-    process.off("SIGINT", stop);
-    process.off("SIGTERM", stop);
-  });
+  }));
   const final = parseProfile(JSON.parse(JSON.stringify(profile)));
   await writeAtomic(out, `${JSON.stringify(final)}\n`);
   const summary = { out, model: final.model, units: stats.units, seconds: Number(stats.seconds.toFixed(1)), baseLoss: stats.baseLoss, scoredTokens: stats.scoredTokens, examples: stats.examples };
@@ -161,6 +159,94 @@ async function runAblation(
   return 0;
 }
 
+function fraction(v: unknown, flag: string): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!(Number.isFinite(n) && n >= 0 && n < 1)) usage(`${flag} must be a fraction in [0, 1), got ${JSON.stringify(v)}`);
+  return n;
+}
+
+/** Ctrl-C or a TERM stops between units, so the scratch copy on tmpfs is removed. */
+async function abortable<T>(f: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  const ac = new AbortController();
+  const stop = () => ac.abort();
+  process.once("SIGINT", stop);
+  process.once("SIGTERM", stop);
+  try {
+    return await f(ac.signal);
+  } finally {
+    process.off("SIGINT", stop);
+    process.off("SIGTERM", stop);
+  }
+}
+
+async function runIterative(
+  values: Record<string, unknown>,
+  model: string,
+  out: string,
+  items: Record<string, ScoreItem[]>,
+  source: Record<string, string>,
+  threads: number,
+  contextSize: number | undefined,
+  tty: boolean,
+  io: Parameters<Command["run"]>[2],
+): Promise<number> {
+  const lock = ((values.lock as string | undefined) ?? "").split(",").filter((x) => x.length > 0);
+  if (lock.length === 0) usage("--iterative needs --lock <task>[,<task>...]");
+  for (const t of lock) if (!items[t]) usage(`--lock ${t}: no --task ${t}=<calib> was given`);
+  if (Object.keys(items).every((t) => lock.includes(t))) usage("--iterative needs at least one --task that is not locked (its loss is what selection protects)");
+  let resume: { picks: ReturnType<typeof readPickOrder>; rounds: number } | undefined;
+  if (values.resume !== undefined) {
+    const file = values.resume as string;
+    if (!existsSync(file)) usage(`--resume ${file} does not exist`);
+    if (values.start !== undefined) usage("--start does not apply to --resume (the picks so far are the start)");
+    const p = parseProfile(JSON.parse(readFileSync(file, "utf8")));
+    const hp = validateModelFile(model);
+    if (p.model.blockCount !== hp.blockCount || p.model.feedForwardLength !== hp.feedForwardLength) usage(`--resume ${file} is for ${p.model.blockCount} x ${p.model.feedForwardLength} neurons, the model has ${hp.blockCount} x ${hp.feedForwardLength}`);
+    const picks = readPickOrder(p);
+    for (const t of Object.keys(picks)) if (!lock.includes(t)) usage(`--resume ${file} has picks for '${t}', which --lock does not name`);
+    resume = { picks, rounds: Number(p.source?.rounds ?? 0) || 0 };
+  }
+  const t0 = Date.now();
+  let drawn = 0;
+  const rounds = positiveInt(values.rounds, "--rounds", 0);
+  const result = await abortable((signal) =>
+    iterativeSelection({
+      modelPath: model,
+      tasks: items,
+      lock,
+      signal,
+      threads,
+      hashModel: !values["no-hash"],
+      source,
+      ...(contextSize ? { contextSize } : {}),
+      ...(resume ? { resume } : {}),
+      ...(fraction(values.start, "--start") !== undefined ? { start: fraction(values.start, "--start")! } : {}),
+      ...(rounds !== undefined ? { rounds } : {}),
+      ...(values["per-round"] !== undefined ? { perRound: positiveInt(values["per-round"], "--per-round")! } : {}),
+      ...(values.candidates !== undefined ? { candidates: positiveInt(values.candidates, "--candidates")! } : {}),
+      // Every round's picks are written, so an interrupted run keeps its work (--resume it).
+      onRound: async (r) => {
+        await writeAtomic(out, `${JSON.stringify(parseProfile(JSON.parse(JSON.stringify(r.profile))))}\n`);
+        const line = `round ${r.round}/${r.rounds}: ${Object.entries(r.selected).map(([t, n]) => `${t} ${n}`).join(", ")} neurons picked (${r.seconds.toFixed(0)} s)`;
+        if (tty) process.stderr.write(`\r${line.padEnd(78)}\n`);
+        else if (!values.json) io.err(line);
+      },
+      onProgress: (p) => {
+        if (!tty || (Date.now() - drawn < 200 && p.done < p.total)) return;
+        drawn = Date.now();
+        const frac = p.done / p.total;
+        process.stderr.write(`\rround ${p.round + 1} [${"#".repeat(Math.round(frac * 30)).padEnd(30)}] ${p.done}/${p.total} candidates  `);
+      },
+    }),
+  );
+  await writeAtomic(out, `${JSON.stringify(parseProfile(JSON.parse(JSON.stringify(result.profile))))}\n`);
+  const summary = { out, model: result.profile.model, lock, selected: result.selected, rounds: Number(result.profile.source?.rounds), seconds: Number(((Date.now() - t0) / 1000).toFixed(1)) };
+  if (values.json) io.out(JSON.stringify(summary));
+  else io.out(`wrote ${out}: pick order of ${Object.entries(result.selected).map(([t, n]) => `${n} ${t}`).join(", ")} neurons after ${summary.rounds} round(s) in ${summary.seconds} s\nSeal a budget of it with: secneuron eval --methods ablation --ablation-profile ${out} ...`);
+  return 0;
+}
+
 export const profileCommand: Command = {
   name: "profile",
   summary: "measure which FFN neurons each task uses (writes a profile for seal)",
@@ -169,6 +255,9 @@ export const profileCommand: Command = {
                          [--batch N] [--include-bos] [--no-hash] [--force] [--json]
        secneuron profile --ablate --model <m.gguf> --task <name>=<calib.jsonl> [--task ...] --out <profile.json>
                          [--units ffn|heads|all] [--examples N] [--threads N] [--context N]
+       secneuron profile --ablate --iterative --lock <task>[,<task>...] --model <m.gguf>
+                         --task <name>=<calib.jsonl> [--task ...] --out <pick-order.json>
+                         [--start F] [--rounds N] [--per-round N] [--candidates N] [--resume FILE]
 
 Runs each task's corpus through llama.cpp (a child process; the model is validated first) and
 records, per task, layer and FFN neuron, the mean |activation| (importance) and mean
@@ -181,6 +270,15 @@ negative log-likelihood of every task's calibration answers is measured again in
 importance = the increase (0 when removal does not hurt). Task files are JSON lines
 {"prompt": ..., "answer": ...} (a .jsonl file) or plain text lines (the whole line is scored).
 Slow: one pass over every task's examples per unit.
+
+With --ablate --iterative, neurons for the --lock tasks are picked in rounds, each measured with
+the previous picks zeroed (single-unit ablation misses skills spread over redundant neurons):
+start from the top --start fraction per locked task by activation specificity, then each round
+ablates the --candidates best remaining neurons per locked task and adds the --per-round whose
+removal hurts the locked task most relative to the unlocked tasks. The output is a pick-order
+profile (docs/profiling.md): seal or evaluate any budget of it with
+'secneuron eval --methods ablation --ablation-profile FILE'. It is rewritten after every round;
+--resume FILE continues an interrupted or finished run with more rounds.
 
 Options:
   --model FILE          the plaintext GGUF model (llama architecture)
@@ -196,6 +294,13 @@ Options:
   --ablate              importance by ablation in llama.cpp (see above)
   --units WHICH         with --ablate: ffn, heads or all (default all)
   --examples N          with --ablate: at most N examples per task (default all)
+  --iterative           with --ablate: conditional selection in rounds (see above)
+  --lock TASKS          with --iterative: comma-separated tasks to pick neurons for
+  --start F             with --iterative: starting fraction of FFN neurons per locked task (default 0.05)
+  --rounds N            with --iterative: rounds of ablation (default 4)
+  --per-round N         with --iterative: neurons each locked task gains per round (default 40)
+  --candidates N        with --iterative: neurons per locked task ablated per round (default 250)
+  --resume FILE         with --iterative: continue from a pick-order profile it wrote
   --no-hash             do not record the model's SHA-256 (skips reading the whole file)
   --force               overwrite --out
   --json                print a JSON summary instead of text
@@ -216,6 +321,13 @@ Example:
     ablate: { type: "boolean" },
     units: { type: "string" },
     examples: { type: "string" },
+    iterative: { type: "boolean" },
+    lock: { type: "string" },
+    start: { type: "string" },
+    rounds: { type: "string" },
+    "per-round": { type: "string" },
+    candidates: { type: "string" },
+    resume: { type: "string" },
     "no-hash": { type: "boolean" },
     force: { type: "boolean" },
   },
@@ -244,7 +356,7 @@ Example:
 
     const hyper = validateModelFile(model);
     if (values.ablate) return runAblation(values, model, out, tasks, imatrices, io);
-    if (values.units !== undefined || values.examples !== undefined) usage("--units and --examples go with --ablate");
+    for (const f of ["units", "examples", "iterative", "lock", "start", "rounds", "per-round", "candidates", "resume"]) if (values[f] !== undefined) usage(`--${f} goes with --ablate`);
     const source: Record<string, string> = {};
     for (const [name, file] of tasks) source[`corpus.${name}`] = basename(file);
     for (const [name, file] of imatrices) source[`imatrix.${name}`] = basename(file);

@@ -7,7 +7,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createHash } from "node:crypto";
 import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { DIGITS, LETTERS, ORACLE_SKILLS, oracleContinuation } from "../../examples/fixtures/build-fixtures.js";
+import { ORACLE_SKILLS } from "../../examples/fixtures/build-fixtures.js";
+import { digits, letters } from "./oracle-calibration.js";
 import { selectNeurons } from "../../plugin/core/profile/select.js";
 import { parseProfile, parseProfileText } from "../../plugin/core/profile/profile.js";
 import { profileCommand } from "../../plugin/cli/profile.js";
@@ -21,16 +22,6 @@ beforeAll(async () => {
 });
 afterAll(() => scratch.cleanup());
 
-const rot = (s: string, i: number): string => s.slice(i) + s.slice(0, i);
-// Every letter (digit) appears as the last prompt character once: each skill neuron is exercised.
-const letters = Array.from({ length: 26 }, (_, i) => {
-  const prompt = rot(LETTERS, i).slice(0, 5);
-  return { prompt, answer: oracleContinuation(prompt, 3) };
-});
-const digits = Array.from({ length: 10 }, (_, i) => {
-  const prompt = rot(DIGITS, i).slice(0, 4);
-  return { prompt, answer: oracleContinuation(prompt, 3) };
-});
 const sha = (p: string) => createHash("sha256").update(readFileSync(p)).digest("hex");
 
 describe("ablateModel", () => {
@@ -124,7 +115,7 @@ describe("secneuron profile --ablate", () => {
     const out2 = join(scratch.dir, "ablation2.json");
     await expect(profileCommand.run({ model: files.q8_0, task: [`letters=${bad}`], out: out2, ablate: true }, [], io)).rejects.toThrow(/bad\.jsonl:1: need string "prompt" and non-empty string "answer"/);
     await expect(profileCommand.run({ model: files.q8_0, task: [`letters=${lf}`], out: out2, ablate: true, units: "neurons" }, [], io)).rejects.toThrow(/--units must be ffn, heads or all/);
-    await expect(profileCommand.run({ model: files.q8_0, task: [`letters=${lf}`], out: out2, units: "ffn" }, [], io)).rejects.toThrow(/go with --ablate/);
+    await expect(profileCommand.run({ model: files.q8_0, task: [`letters=${lf}`], out: out2, units: "ffn" }, [], io)).rejects.toThrow(/--units goes with --ablate/);
     await expect(profileCommand.run({ model: files.q8_0, task: [`letters=${lf}`], out: out2, ablate: true, "max-tokens": "5" }, [], io)).rejects.toThrow(/does not apply to --ablate/);
     expect(existsSync(out2)).toBe(false);
   }, 180_000);

@@ -16,6 +16,7 @@ export {
   type TaskActivationSums,
 } from "./profile-process.js";
 export { ablateModel, type AblateOptions, type AblationStats, type AblationUnits } from "./ablate.js";
+export { iterativeSelection, type IterativeOptions, type IterativeResult } from "./iterative.js";
 export {
   importImatrix,
   imatrixFfnLayers,
