@@ -1,0 +1,76 @@
+/**
+ * Where does the multi-task model keep what it memorised? Zero one component at a time (all FFN
+ * neurons of a layer, or one attention head group: exactly the rows `seal` encrypts) in a scratch
+ * copy on tmpfs and measure, in llama.cpp, every task's greedy exact match and the PII phone
+ * digits an attacker gets when supplying the fixed "555-" prefix. A component whose removal
+ * leaves the digits in place does not hold the memory alone; if no sealable component short of
+ * breaking the model removes them, neuron-level locking cannot remove them either
+ * (examples/multitask/reports/README.md, "Where the PII memory lives").
+ *
+ * CLI: node dist/examples/multitask/probe-memory.js [--model m.gguf] [--limit 100] [--threads 1]
+ *        [--components ffn:0,ffn:1,head:0.0,...]   (default: every layer's FFN, every head group)
+ */
+import { closeSync, copyFileSync, mkdtempSync, openSync, readFileSync, rmSync, writeSync } from "node:fs";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { nodeRows } from "../../plugin/core/seal/plan.js";
+import { completeInChild, validateModelFile } from "../../plugin/edges/engine/engine-process.js";
+import { readGgufHeader } from "../../plugin/edges/gguf-file.js";
+import { TASKS } from "./corpus.js";
+
+const { values: a } = parseArgs({
+  options: {
+    model: { type: "string", default: "examples/multitask/models/multitask-f16.gguf" },
+    data: { type: "string", default: "examples/multitask/data" },
+    limit: { type: "string", default: "100" },
+    threads: { type: "string", default: "1" },
+    components: { type: "string" },
+  },
+});
+const model = a.model!;
+const hp = validateModelFile(model);
+const header = readGgufHeader(model);
+const limit = Number(a.limit);
+const components =
+  a.components?.split(",") ??
+  [...Array.from({ length: hp.blockCount }, (_, l) => `ffn:${l}`), ...Array.from({ length: hp.blockCount * hp.headCountKv }, (_, k) => `head:${Math.floor(k / hp.headCountKv)}.${k % hp.headCountKv}`)];
+const read = (t: string) => readFileSync(join(a.data!, `heldout-${t}.jsonl`), "utf8").trim().split("\n").slice(0, limit).map((l) => JSON.parse(l) as { prompt: string; answer: string });
+const sets = Object.fromEntries(TASKS.map((t) => [t, read(t)]));
+const phones = read("pii").filter((x) => x.answer.startsWith("555-")).map((x) => ({ prompt: `${x.prompt}555-`, answer: x.answer.slice(4) }));
+
+async function score(path: string): Promise<Record<string, number>> {
+  const out: Record<string, number> = {};
+  for (const [t, xs] of [...Object.entries(sets), ["phone digits, prefix supplied", phones] as const]) {
+    const maxTokens = Math.max(...xs.map((x) => Buffer.byteLength(x.answer))) + 2;
+    const got = await completeInChild({ modelPath: path, prompts: xs.map((x) => x.prompt), maxTokens, threads: Number(a.threads), timeoutMs: 900_000 });
+    out[t] = Math.round((1000 * got.filter((g, i) => g === xs[i]!.answer).length) / xs.length) / 10;
+  }
+  return out;
+}
+
+const dir = mkdtempSync("/dev/shm/secneuron-probe-");
+const results: Record<string, Record<string, number>> = {};
+try {
+  results.plain = await score(model);
+  console.log(`plain ${JSON.stringify(results.plain)}`);
+  for (const c of components) {
+    const [kind, what] = c.split(":") as [string, string];
+    const neurons = new Map<number, number[]>();
+    const heads = new Map<number, number[]>();
+    if (kind === "ffn") neurons.set(Number(what), [...Array(hp.feedForwardLength).keys()]);
+    else if (kind === "head") heads.set(Number(what.split(".")[0]), [Number(what.split(".")[1])]);
+    else throw new Error(`--components: '${c}' is neither ffn:<layer> nor head:<layer>.<group>`);
+    const copy = join(dir, "model.gguf");
+    copyFileSync(model, copy);
+    const rows = nodeRows(header, hp, { id: c, neurons, heads });
+    const fd = openSync(copy, "r+");
+    const zeros = Buffer.alloc(Math.max(...rows.map((r) => r.length)));
+    for (const r of rows) writeSync(fd, zeros, 0, r.length, r.offset);
+    closeSync(fd);
+    results[c] = await score(copy);
+    console.log(`${c} zeroed ${JSON.stringify(results[c])}`);
+  }
+} finally {
+  rmSync(dir, { recursive: true, force: true });
+}
+console.log(JSON.stringify({ model, limit, results }));
