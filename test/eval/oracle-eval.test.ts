@@ -13,6 +13,7 @@ import type { EvalResults, KeyScores } from "../../plugin/core/eval/results.js";
 import { evaluate, ffnWeightNorms, loadTaskDir, resolveLossWorkerPath, type EvaluateOutput } from "../../plugin/edges/eval/index.js";
 import { oracleFixtures, scratchDir } from "../engine/helpers.js";
 import { oracleTasks } from "./oracle-tasks.js";
+import { pickOrderProfile } from "../../plugin/core/profile/pick-order.js";
 
 const scratch = scratchDir("eval");
 let files: Awaited<ReturnType<typeof oracleFixtures>>;
@@ -69,6 +70,23 @@ describe("evaluate() on the oracle", () => {
     expect(x.sealedNeurons).toBe(ORACLE_SKILLS.letters.neurons.length); // only the letter neurons matter to letters
     expect(rate(x.heldout, "none", "letters")).toBe(0);
     expect(rate(x.heldout, "task:letters", "letters")).toBe(1);
+    for (const k of ["admin", "task:letters", "none"]) expect(rate(x.heldout, k, "digits")).toBe(1);
+  }, 120_000);
+
+  it("a pick-order profile (profile --iterative) seals its first picks, and a budget beyond them is refused", async () => {
+    const tasks = oracleTasks();
+    const picks = pickOrderProfile({
+      model: { architecture: "llama", blockCount: 2, feedForwardLength: 512 }, tasks: ["letters", "digits"],
+      picks: { letters: ORACLE_SKILLS.letters.neurons.map((index) => ({ layer: 0, index })) }, tokens: { letters: 1, digits: 1 },
+    });
+    const base = { model: files.f32, tasks: { letters: tasks.letters, digits: tasks.digits }, methods: ["ablation" as const], ablationProfile: picks, filter: false, calibEvalLimit: 5, tmpRoot: scratch.dir };
+    // 0.03 x 1024 = 31 neurons, but only 26 letter picks; digits have none.
+    await expect(evaluate({ ...base, locks: [["letters"]], budgets: [0.03] })).rejects.toMatchObject({ code: "EVAL_BUDGET_BEYOND_PICKS", message: expect.stringMatching(/holds 26 picks for 'letters', but the largest budget seals 31/) });
+    await expect(evaluate({ ...base, locks: [["digits"]], budgets: [0.01] })).rejects.toThrow(/holds 0 picks for 'digits'/);
+    const r = await evaluate({ ...base, locks: [["letters"]], budgets: [26 / 1024] });
+    const x = r.results.runs[0]!;
+    expect(x.sealedNeurons).toBe(26);
+    expect(rate(x.heldout, "none", "letters")).toBe(0);
     for (const k of ["admin", "task:letters", "none"]) expect(rate(x.heldout, k, "digits")).toBe(1);
   }, 120_000);
 

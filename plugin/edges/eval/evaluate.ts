@@ -38,6 +38,7 @@ import { sealModel, SealError } from "../seal.js";
 import { openSealedModel, unlockNodeKeys, Variant } from "../unseal.js";
 import { LossProcess } from "./loss-process.js";
 import { EvalError, defaultKind, type TaskSet } from "./tasks.js";
+import { PICK_ORDER_STATISTIC } from "../../core/profile/pick-order.js";
 import { ffnWeightNorms } from "./weight-norm.js";
 
 export interface EvaluateOptions {
@@ -209,6 +210,16 @@ export async function evaluate(opts: EvaluateOptions): Promise<EvaluateOutput> {
     for (const t of names) if (!ablation.tasks[t]) throw new EvalError("EVAL_BAD_PROFILE", `the ablation profile has no task '${t}'`);
     if (ablation.model.blockCount !== hyper.blockCount || ablation.model.feedForwardLength !== hyper.feedForwardLength) {
       throw new EvalError("EVAL_BAD_PROFILE", `the ablation profile is for ${ablation.model.blockCount} layers x ${ablation.model.feedForwardLength} neurons, the model has ${hyper.blockCount} x ${hyper.feedForwardLength}`);
+    }
+    // A pick-order profile (profile --iterative) seals the first n picks: a budget past its picks,
+    // or a task it holds no picks for, would seal less than asked without a word.
+    if (methods.includes("ablation") && ablation.source?.statistic === PICK_ORDER_STATISTIC) {
+      const need = Math.max(1, Math.round(Math.max(...opts.budgets) * hyper.blockCount * hyper.feedForwardLength));
+      for (const t of new Set(opts.locks.flat())) {
+        let picks = 0;
+        for (const l of ablation.tasks[t]!.layers) for (const v of l.importance) if (v > 0) picks++;
+        if (picks < need) throw new EvalError("EVAL_BUDGET_BEYOND_PICKS", `the pick-order ablation profile holds ${picks} picks for '${t}', but the largest budget seals ${need} neurons per task (run more rounds, or lower --budgets)`, { task: t });
+      }
     }
     // Another file of the same network (a quantization of the profiled model) is allowed, as in seal.
     if (ablation.model.sha256 && profile.model.sha256 && ablation.model.sha256 !== profile.model.sha256) {
