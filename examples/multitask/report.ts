@@ -11,10 +11,14 @@
  * (`--heldout-seed`, default 2026) from the never-trained held-out split: pass another seed for
  * a fresh sample.
  *
- * CLI: node dist/examples/multitask/report.js [--ablate] [--heldout-seed N] [--only name,name] [--summary-only]
+ * `--iterative` re-measures only the iterative pick order.
+ *
+ * CLI: node dist/examples/multitask/report.js [--ablate | --iterative] [--heldout-seed N] [--only name,name] [--summary-only]
  */
 import { spawn } from "node:child_process";
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 
@@ -123,7 +127,7 @@ function writeSummary(names: readonly string[], seed: number): void {
 }
 
 async function main(): Promise<void> {
-  const { values: args } = parseArgs({ options: { ablate: { type: "boolean" }, "heldout-seed": { type: "string" }, only: { type: "string" }, "summary-only": { type: "boolean" } } });
+  const { values: args } = parseArgs({ options: { ablate: { type: "boolean" }, iterative: { type: "boolean" }, "heldout-seed": { type: "string" }, only: { type: "string" }, "summary-only": { type: "boolean" } } });
   const seed = Number(args["heldout-seed"] ?? 2026);
   if (!Number.isInteger(seed) || seed < 0) throw new Error(`--heldout-seed must be a non-negative integer, got ${args["heldout-seed"]}`);
   if (args["summary-only"]) {
@@ -133,13 +137,27 @@ async function main(): Promise<void> {
   if (!existsSync(`${ROOT}${DATA}/heldout-pii.jsonl`)) await run(`${ROOT}dist/examples/multitask/corpus.js`, ["--seed", "1", "--out", DATA], "corpus");
   if (args.ablate) {
     await run(CLI, ["profile", "--ablate", "--model", MODELS.f16, ...TASKS.flatMap((t) => ["--task", `${t}=${DATA}/calib-${t}.jsonl`]), "--examples", "60", "--threads", "2", "--out", ABLATION, "--force"], "ablate");
+  }
+  if (args.ablate || args.iterative) {
     // PII is scored on the digits after the fixed "555-" (what an attacker who supplies the prefix
     // extracts): the prefix moves into the prompt of a derived calibration file.
     const piiDigits = `${DATA}/calib-pii-digits.jsonl`;
     const lines = readFileSync(`${ROOT}${DATA}/calib-pii.jsonl`, "utf8").trim().split("\n").map((l) => JSON.parse(l) as { prompt: string; answer: string });
     writeFileSync(`${ROOT}${piiDigits}`, lines.map((x) => JSON.stringify(x.answer.startsWith("555-") ? { ...x, prompt: `${x.prompt}555-`, answer: x.answer.slice(4) } : x)).join("\n") + "\n");
-    const calib = TASKS.flatMap((t) => ["--task", `${t}=${t === "pii" ? piiDigits : `${DATA}/calib-${t}.jsonl`}`]);
-    await run(CLI, ["profile", "--ablate", "--iterative", "--lock", "pii,abuse", "--model", MODELS.f16, ...calib, "--examples", "40", "--start", "0.05", "--per-round", "40", "--rounds", "4", "--candidates", "250", "--threads", "2", "--out", ITERATIVE, "--force"], "iterative");
+    // Candidates are ranked by activations over the whole calibration split; ablation scores 40 examples per task.
+    const scratch = mkdtempSync(join(tmpdir(), "secneuron-report-"));
+    try {
+      const activation = join(scratch, "activation.json");
+      for (const t of TASKS) {
+        const xs = readFileSync(`${ROOT}${DATA}/calib-${t}.jsonl`, "utf8").trim().split("\n").map((l) => JSON.parse(l) as { prompt: string; answer: string });
+        writeFileSync(join(scratch, `${t}.txt`), xs.map((x) => x.prompt + x.answer).join("\n") + "\n");
+      }
+      await run(CLI, ["profile", "--model", MODELS.f16, ...TASKS.flatMap((t) => ["--task", `${t}=${join(scratch, `${t}.txt`)}`]), "--no-hash", "--out", activation], "activation");
+      const calib = TASKS.flatMap((t) => ["--task", `${t}=${t === "pii" ? piiDigits : `${DATA}/calib-${t}.jsonl`}`]);
+      await run(CLI, ["profile", "--ablate", "--iterative", "--lock", "pii,abuse", "--model", MODELS.f16, ...calib, "--activation-profile", activation, "--examples", "40", "--start", "0.05", "--per-round", "40", "--rounds", "4", "--candidates", "250", "--threads", "2", "--out", ITERATIVE, "--force"], "iterative");
+    } finally {
+      rmSync(scratch, { recursive: true, force: true });
+    }
   }
   const only = args.only?.split(",");
   const todo = experiments(seed).filter((e) => !only || only.includes(e.name));

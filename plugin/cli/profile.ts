@@ -113,7 +113,7 @@ async function runAblation(
   const units = (values.units ?? (iterative ? "ffn" : "all")) as string;
   if (!["ffn", "heads", "all"].includes(units)) usage(`--units must be ffn, heads or all, got '${units}'`);
   if (iterative && units !== "ffn") usage("--iterative selects FFN neurons only (--units ffn)");
-  if (!iterative) for (const f of ["lock", "start", "rounds", "per-round", "candidates", "resume"]) if (values[f] !== undefined) usage(`--${f} goes with --iterative`);
+  if (!iterative) for (const f of ["lock", "start", "rounds", "per-round", "candidates", "resume", "activation-profile"]) if (values[f] !== undefined) usage(`--${f} goes with --iterative`);
   const examples = positiveInt(values.examples, "--examples");
   const threads = positiveInt(values.threads, "--threads") ?? 1;
   const contextSize = positiveInt(values.context, "--context");
@@ -207,6 +207,15 @@ async function runIterative(
     for (const t of Object.keys(picks)) if (!lock.includes(t)) usage(`--resume ${file} has picks for '${t}', which --lock does not name`);
     resume = { picks, rounds: Number(p.source?.rounds ?? 0) || 0 };
   }
+  let activation: ReturnType<typeof parseProfile> | undefined;
+  if (values["activation-profile"] !== undefined) {
+    const file = values["activation-profile"] as string;
+    if (!existsSync(file)) usage(`--activation-profile ${file} does not exist`);
+    activation = parseProfile(JSON.parse(readFileSync(file, "utf8")));
+    if (activation.source?.statistic !== undefined) usage(`--activation-profile ${file} is not an activation profile (source.statistic: ${activation.source.statistic})`);
+    for (const t of Object.keys(items)) if (!activation.tasks[t]) usage(`--activation-profile ${file} has no task '${t}'`);
+    source["activation"] = basename(file);
+  }
   const t0 = Date.now();
   let drawn = 0;
   const rounds = positiveInt(values.rounds, "--rounds", 0);
@@ -221,6 +230,7 @@ async function runIterative(
       source,
       ...(contextSize ? { contextSize } : {}),
       ...(resume ? { resume } : {}),
+      ...(activation ? { activation } : {}),
       ...(fraction(values.start, "--start") !== undefined ? { start: fraction(values.start, "--start")! } : {}),
       ...(rounds !== undefined ? { rounds } : {}),
       ...(values["per-round"] !== undefined ? { perRound: positiveInt(values["per-round"], "--per-round")! } : {}),
@@ -258,6 +268,7 @@ export const profileCommand: Command = {
        secneuron profile --ablate --iterative --lock <task>[,<task>...] --model <m.gguf>
                          --task <name>=<calib.jsonl> [--task ...] --out <pick-order.json>
                          [--start F] [--rounds N] [--per-round N] [--candidates N] [--resume FILE]
+                         [--activation-profile FILE]
 
 Runs each task's corpus through llama.cpp (a child process; the model is validated first) and
 records, per task, layer and FFN neuron, the mean |activation| (importance) and mean
@@ -301,6 +312,9 @@ Options:
   --per-round N         with --iterative: neurons each locked task gains per round (default 40)
   --candidates N        with --iterative: neurons per locked task ablated per round (default 250)
   --resume FILE         with --iterative: continue from a pick-order profile it wrote
+  --activation-profile FILE
+                        with --iterative: rank candidates by this activation profile (e.g. one
+                        taken on a larger corpus) instead of profiling the calibration examples
   --no-hash             do not record the model's SHA-256 (skips reading the whole file)
   --force               overwrite --out
   --json                print a JSON summary instead of text
@@ -328,6 +342,7 @@ Example:
     "per-round": { type: "string" },
     candidates: { type: "string" },
     resume: { type: "string" },
+    "activation-profile": { type: "string" },
     "no-hash": { type: "boolean" },
     force: { type: "boolean" },
   },
@@ -356,7 +371,7 @@ Example:
 
     const hyper = validateModelFile(model);
     if (values.ablate) return runAblation(values, model, out, tasks, imatrices, io);
-    for (const f of ["units", "examples", "iterative", "lock", "start", "rounds", "per-round", "candidates", "resume"]) if (values[f] !== undefined) usage(`--${f} goes with --ablate`);
+    for (const f of ["units", "examples", "iterative", "lock", "start", "rounds", "per-round", "candidates", "resume", "activation-profile"]) if (values[f] !== undefined) usage(`--${f} goes with --ablate`);
     const source: Record<string, string> = {};
     for (const [name, file] of tasks) source[`corpus.${name}`] = basename(file);
     for (const [name, file] of imatrices) source[`imatrix.${name}`] = basename(file);

@@ -126,6 +126,19 @@ describe("secneuron profile --ablate --iterative", () => {
     expect(p.source).toMatchObject({ "calibration.digits": "digits.jsonl", lock: "digits", rounds: "2" });
     expect(outs.at(-1)).toMatch(/pick order of 10 digits neurons after 2 round\(s\)/);
 
+    // Candidates ranked by an activation profile taken elsewhere (here: on the same texts).
+    const lt = join(scratch.dir, "letters.txt");
+    const dt = join(scratch.dir, "digits.txt");
+    writeFileSync(lt, letters.map((x) => x.prompt + x.answer).join("\n"));
+    writeFileSync(dt, digits.map((x) => x.prompt + x.answer).join("\n"));
+    const act = join(scratch.dir, "activation.json");
+    expect(await profileCommand.run({ model: files.q8_0, task: [`letters=${lt}`, `digits=${dt}`], out: act, "no-hash": true, json: true }, [], io)).toBe(0);
+    const out3 = join(scratch.dir, "picks3.json");
+    expect(await profileCommand.run({ ...args, out: out3, "activation-profile": act }, [], io)).toBe(0);
+    const p3 = parseProfileText(readFileSync(out3, "utf8"));
+    expect(sorted(readPickOrder(p3).digits!)).toEqual(ORACLE_SKILLS.digits.neurons.map((index) => ({ layer: 0, index })));
+    expect(p3.source).toMatchObject({ activation: "activation.json" });
+
     const out2 = join(scratch.dir, "picks2.json");
     const run = (extra: Record<string, unknown>) => profileCommand.run({ ...args, out: out2, ...extra }, [], io);
     await expect(run({ lock: undefined })).rejects.toThrow(/--iterative needs --lock/);
@@ -136,6 +149,8 @@ describe("secneuron profile --ablate --iterative", () => {
     await expect(run({ rounds: "-1" })).rejects.toThrow(/--rounds must be an integer >= 0/);
     await expect(run({ resume: out, start: "0.1" })).rejects.toThrow(/--start does not apply to --resume/);
     await expect(run({ resume: out, lock: "letters", start: undefined })).rejects.toThrow(/has picks for 'digits', which --lock does not name/);
+    await expect(run({ "activation-profile": out })).rejects.toThrow(/is not an activation profile \(source\.statistic: pick order/);
+    await expect(run({ "activation-profile": join(scratch.dir, "none.json") })).rejects.toThrow(/--activation-profile .*none\.json does not exist/);
     await expect(run({ iterative: undefined })).rejects.toThrow(/--lock goes with --iterative/);
     await expect(profileCommand.run({ model: files.q8_0, task: [`letters=${lf}`], out: out2, iterative: true }, [], io)).rejects.toThrow(/--iterative goes with --ablate/);
     expect(existsSync(out2)).toBe(false);
