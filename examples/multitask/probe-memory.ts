@@ -9,6 +9,8 @@
  *
  * CLI: node dist/examples/multitask/probe-memory.js [--model m.gguf] [--limit 100] [--threads 1]
  *        [--components ffn:0,ffn:1,head:0.0,...]   (default: every layer's FFN, every head group)
+ * A component is ffn:<layer> (all its neurons), ffn:<layer>:<first>-<last> (a slice, e.g. the
+ * neurons train.py --route gave a task) or head:<layer>.<group>; join several with "+".
  */
 import { closeSync, copyFileSync, mkdtempSync, openSync, readFileSync, rmSync, writeSync } from "node:fs";
 import { join } from "node:path";
@@ -54,12 +56,17 @@ try {
   results.plain = await score(model);
   console.log(`plain ${JSON.stringify(results.plain)}`);
   for (const c of components) {
-    const [kind, what] = c.split(":") as [string, string];
     const neurons = new Map<number, number[]>();
     const heads = new Map<number, number[]>();
-    if (kind === "ffn") neurons.set(Number(what), [...Array(hp.feedForwardLength).keys()]);
-    else if (kind === "head") heads.set(Number(what.split(".")[0]), [Number(what.split(".")[1])]);
-    else throw new Error(`--components: '${c}' is neither ffn:<layer> nor head:<layer>.<group>`);
+    for (const part of c.split("+")) {
+      const [kind, what, slice] = part.split(":") as [string, string, string | undefined];
+      const layer = Number(what.split(".")[0]);
+      if (kind === "ffn") {
+        const [lo, hi] = slice ? slice.split("-").map(Number) as [number, number] : [0, hp.feedForwardLength - 1];
+        neurons.set(layer, [...(neurons.get(layer) ?? []), ...Array.from({ length: hi - lo + 1 }, (_, k) => lo + k)]);
+      } else if (kind === "head") heads.set(layer, [...(heads.get(layer) ?? []), Number(what.split(".")[1])]);
+      else throw new Error(`--components: '${part}' is none of ffn:<layer>, ffn:<layer>:<a>-<b>, head:<layer>.<group>`);
+    }
     const copy = join(dir, "model.gguf");
     copyFileSync(model, copy);
     const rows = nodeRows(header, hp, { id: c, neurons, heads });
