@@ -9,7 +9,8 @@ import { rename, rm, writeFile } from "node:fs/promises";
 import { basename, dirname, join, resolve } from "node:path";
 import { randomBytes } from "node:crypto";
 import { UsageError } from "../errors.js";
-import { isValidTaskName, parseProfile, PROFILE_FORMAT, PROFILE_VERSION, type Profile, type TaskProfile } from "../core/profile/profile.js";
+import { isValidTaskName, parseProfile, parseProfileText, PROFILE_FORMAT, PROFILE_VERSION, type Profile, type TaskProfile } from "../core/profile/profile.js";
+import type { LlamaHyperparams } from "../core/gguf/llama-check.js";
 import { validateModelFile } from "../edges/engine/engine-process.js";
 import { importImatrix, imatrixTaskProfile } from "../edges/profile/imatrix.js";
 import { profileModelWithStats, sha256File, type ProfileProgress, type ProfileStats, type ScoreItem } from "../edges/profile/profile-process.js";
@@ -93,6 +94,19 @@ async function writeAtomic(path: string, text: string): Promise<void> {
   }
 }
 
+/** Write a profile atomically, round-tripped through the strict parser: what we write is what seal reads. */
+async function writeProfile(path: string, profile: Profile): Promise<Profile> {
+  const final = parseProfile(JSON.parse(JSON.stringify(profile)));
+  await writeAtomic(path, `${JSON.stringify(final)}\n`);
+  return final;
+}
+
+/** A profile named by a flag: it must exist and parse. */
+function readProfileArg(file: string, flag: string): Profile {
+  if (!existsSync(file)) usage(`${flag} ${file} does not exist`);
+  return parseProfileText(readFileSync(file, "utf8"));
+}
+
 /** Calibration examples of a task file: JSON lines {prompt, answer} (as `eval` reads them), or text lines (scored whole). */
 export function readScoreItems(path: string): ScoreItem[] {
   if (path.toLowerCase().endsWith(".jsonl")) return readExamplesFile(path);
@@ -102,6 +116,7 @@ export function readScoreItems(path: string): ScoreItem[] {
 async function runAblation(
   values: Record<string, unknown>,
   model: string,
+  hp: LlamaHyperparams,
   out: string,
   tasks: Array<[string, string]>,
   imatrices: Array<[string, string]>,
@@ -126,7 +141,7 @@ async function runAblation(
     source[`calibration.${name}`] = basename(file);
   }
   const tty = io.isTTY && !values.json;
-  if (iterative) return runIterative(values, model, out, items, source, threads, contextSize, tty, io);
+  if (iterative) return runIterative(values, model, hp, out, items, source, threads, contextSize, tty, io);
   const start = Date.now();
   let drawn = 0;
   const { profile, stats } = await abortable((signal) => ablateModel({
@@ -147,8 +162,7 @@ async function runAblation(
       if (p.done === p.total) process.stderr.write("\n");
     },
   }));
-  const final = parseProfile(JSON.parse(JSON.stringify(profile)));
-  await writeAtomic(out, `${JSON.stringify(final)}\n`);
+  const final = await writeProfile(out, profile);
   const summary = { out, model: final.model, units: stats.units, seconds: Number(stats.seconds.toFixed(1)), baseLoss: stats.baseLoss, scoredTokens: stats.scoredTokens, examples: stats.examples };
   if (values.json) io.out(JSON.stringify(summary));
   else {
@@ -183,6 +197,7 @@ async function abortable<T>(f: (signal: AbortSignal) => Promise<T>): Promise<T> 
 async function runIterative(
   values: Record<string, unknown>,
   model: string,
+  hp: LlamaHyperparams,
   out: string,
   items: Record<string, ScoreItem[]>,
   source: Record<string, string>,
@@ -198,27 +213,23 @@ async function runIterative(
   let resume: { picks: ReturnType<typeof readPickOrder>; rounds: number } | undefined;
   if (values.resume !== undefined) {
     const file = values.resume as string;
-    if (!existsSync(file)) usage(`--resume ${file} does not exist`);
     if (values.start !== undefined) usage("--start does not apply to --resume (the picks so far are the start)");
-    const p = parseProfile(JSON.parse(readFileSync(file, "utf8")));
-    const hp = validateModelFile(model);
+    const p = readProfileArg(file, "--resume");
     if (p.model.blockCount !== hp.blockCount || p.model.feedForwardLength !== hp.feedForwardLength) usage(`--resume ${file} is for ${p.model.blockCount} x ${p.model.feedForwardLength} neurons, the model has ${hp.blockCount} x ${hp.feedForwardLength}`);
     const picks = readPickOrder(p);
     for (const t of Object.keys(picks)) if (!lock.includes(t)) usage(`--resume ${file} has picks for '${t}', which --lock does not name`);
     resume = { picks, rounds: Number(p.source?.rounds ?? 0) || 0 };
   }
-  let activation: ReturnType<typeof parseProfile> | undefined;
+  let activation: Profile | undefined;
   if (values["activation-profile"] !== undefined) {
     const file = values["activation-profile"] as string;
-    if (!existsSync(file)) usage(`--activation-profile ${file} does not exist`);
-    activation = parseProfile(JSON.parse(readFileSync(file, "utf8")));
-    if (activation.source?.statistic !== undefined) usage(`--activation-profile ${file} is not an activation profile (source.statistic: ${activation.source.statistic})`);
-    for (const t of Object.keys(items)) if (!activation.tasks[t]) usage(`--activation-profile ${file} has no task '${t}'`);
+    activation = readProfileArg(file, "--activation-profile");
     source["activation"] = basename(file);
   }
   const t0 = Date.now();
   let drawn = 0;
   const rounds = positiveInt(values.rounds, "--rounds", 0);
+  const start = fraction(values.start, "--start");
   const result = await abortable((signal) =>
     iterativeSelection({
       modelPath: model,
@@ -231,13 +242,13 @@ async function runIterative(
       ...(contextSize ? { contextSize } : {}),
       ...(resume ? { resume } : {}),
       ...(activation ? { activation } : {}),
-      ...(fraction(values.start, "--start") !== undefined ? { start: fraction(values.start, "--start")! } : {}),
+      ...(start !== undefined ? { start } : {}),
       ...(rounds !== undefined ? { rounds } : {}),
       ...(values["per-round"] !== undefined ? { perRound: positiveInt(values["per-round"], "--per-round")! } : {}),
       ...(values.candidates !== undefined ? { candidates: positiveInt(values.candidates, "--candidates")! } : {}),
       // Every round's picks are written, so an interrupted run keeps its work (--resume it).
       onRound: async (r) => {
-        await writeAtomic(out, `${JSON.stringify(parseProfile(JSON.parse(JSON.stringify(r.profile))))}\n`);
+        await writeProfile(out, r.profile);
         const line = `round ${r.round}/${r.rounds}: ${Object.entries(r.selected).map(([t, n]) => `${t} ${n}`).join(", ")} neurons picked (${r.seconds.toFixed(0)} s)`;
         if (tty) process.stderr.write(`\r${line.padEnd(78)}\n`);
         else if (!values.json) io.err(line);
@@ -250,7 +261,7 @@ async function runIterative(
       },
     }),
   );
-  await writeAtomic(out, `${JSON.stringify(parseProfile(JSON.parse(JSON.stringify(result.profile))))}\n`);
+  await writeProfile(out, result.profile);
   const summary = { out, model: result.profile.model, lock, selected: result.selected, rounds: Number(result.profile.source?.rounds), seconds: Number(((Date.now() - t0) / 1000).toFixed(1)) };
   if (values.json) io.out(JSON.stringify(summary));
   else io.out(`wrote ${out}: pick order of ${Object.entries(result.selected).map(([t, n]) => `${n} ${t}`).join(", ")} neurons after ${summary.rounds} round(s) in ${summary.seconds} s\nSeal a budget of it with: secneuron eval --methods ablation --ablation-profile ${out} ...`);
@@ -370,7 +381,7 @@ Example:
     const hash = !values["no-hash"];
 
     const hyper = validateModelFile(model);
-    if (values.ablate) return runAblation(values, model, out, tasks, imatrices, io);
+    if (values.ablate) return runAblation(values, model, hyper, out, tasks, imatrices, io);
     for (const f of ["units", "examples", "iterative", "lock", "start", "rounds", "per-round", "candidates", "resume", "activation-profile"]) if (values[f] !== undefined) usage(`--${f} goes with --ablate`);
     const source: Record<string, string> = {};
     for (const [name, file] of tasks) source[`corpus.${name}`] = basename(file);
@@ -412,9 +423,7 @@ Example:
     }
     const all: Record<string, TaskProfile> = { ...profile.tasks };
     for (const [name, file] of imatrices) all[name] = imatrixTaskProfile(importImatrix(file), hyper, file);
-    // Round trip through the strict parser: what we write is what seal will read.
-    const final = parseProfile(JSON.parse(JSON.stringify({ ...profile, tasks: all })));
-    await writeAtomic(out, `${JSON.stringify(final)}\n`);
+    const final = await writeProfile(out, { ...profile, tasks: all });
 
     const summary = {
       out,

@@ -149,7 +149,7 @@ describe("secneuron profile --ablate --iterative", () => {
     await expect(run({ rounds: "-1" })).rejects.toThrow(/--rounds must be an integer >= 0/);
     await expect(run({ resume: out, start: "0.1" })).rejects.toThrow(/--start does not apply to --resume/);
     await expect(run({ resume: out, lock: "letters", start: undefined })).rejects.toThrow(/has picks for 'digits', which --lock does not name/);
-    await expect(run({ "activation-profile": out })).rejects.toThrow(/is not an activation profile \(source\.statistic: pick order/);
+    await expect(run({ "activation-profile": out })).rejects.toMatchObject({ code: "PROFILE_NOT_ACTIVATION", message: expect.stringMatching(/not an activation profile \(source\.statistic: pick order/) });
     await expect(run({ "activation-profile": join(scratch.dir, "none.json") })).rejects.toThrow(/--activation-profile .*none\.json does not exist/);
     await expect(run({ iterative: undefined })).rejects.toThrow(/--lock goes with --iterative/);
     await expect(profileCommand.run({ model: files.q8_0, task: [`letters=${lf}`], out: out2, iterative: true }, [], io)).rejects.toThrow(/--iterative goes with --ablate/);

@@ -38,7 +38,7 @@ import { sealModel, SealError } from "../seal.js";
 import { openSealedModel, unlockNodeKeys, Variant } from "../unseal.js";
 import { LossProcess } from "./loss-process.js";
 import { EvalError, defaultKind, type TaskSet } from "./tasks.js";
-import { PICK_ORDER_STATISTIC } from "../../core/profile/pick-order.js";
+import { PICK_ORDER_STATISTIC, readPickOrder } from "../../core/profile/pick-order.js";
 import { ffnWeightNorms } from "./weight-norm.js";
 
 export interface EvaluateOptions {
@@ -215,9 +215,9 @@ export async function evaluate(opts: EvaluateOptions): Promise<EvaluateOutput> {
     // or a task it holds no picks for, would seal less than asked without a word.
     if (methods.includes("ablation") && ablation.source?.statistic === PICK_ORDER_STATISTIC) {
       const need = Math.max(1, Math.round(Math.max(...opts.budgets) * hyper.blockCount * hyper.feedForwardLength));
+      const order = readPickOrder(ablation);
       for (const t of new Set(opts.locks.flat())) {
-        let picks = 0;
-        for (const l of ablation.tasks[t]!.layers) for (const v of l.importance) if (v > 0) picks++;
+        const picks = order[t]?.length ?? 0;
         if (picks < need) throw new EvalError("EVAL_BUDGET_BEYOND_PICKS", `the pick-order ablation profile holds ${picks} picks for '${t}', but the largest budget seals ${need} neurons per task (run more rounds, or lower --budgets)`, { task: t });
       }
     }

@@ -89,6 +89,7 @@ export async function iterativeSelection(opts: IterativeOptions): Promise<Iterat
       hashModel: false,
       ...(opts.workerPath ? { workerPath: opts.workerPath } : {}),
     }));
+  if (act.source?.statistic !== undefined) throw new ProfileError("PROFILE_NOT_ACTIVATION", `the activation profile is not an activation profile (source.statistic: ${act.source.statistic})`);
   if (act.model.blockCount !== hp.blockCount || act.model.feedForwardLength !== hp.feedForwardLength) {
     throw new ProfileError("PROFILE_MODEL_MISMATCH", `the activation profile is for ${act.model.blockCount} x ${act.model.feedForwardLength} neurons, the model has ${hp.blockCount} x ${hp.feedForwardLength}`);
   }
