@@ -12,12 +12,13 @@
  * A component is ffn:<layer> (all its neurons), ffn:<layer>:<first>-<last> (a slice, e.g. the
  * neurons train.py --route gave a task) or head:<layer>.<group>; join several with "+".
  */
-import { closeSync, copyFileSync, mkdtempSync, openSync, readFileSync, rmSync, writeSync } from "node:fs";
+import { closeSync, copyFileSync, openSync, readFileSync, rmSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { nodeRows } from "../../plugin/core/seal/plan.js";
 import { completeInChild, validateModelFile } from "../../plugin/edges/engine/engine-process.js";
 import { readGgufHeader } from "../../plugin/edges/gguf-file.js";
+import { makeScratchDir } from "../../plugin/edges/scratch-dir.js";
 import { TASKS } from "./corpus.js";
 
 const { values: a } = parseArgs({
@@ -50,7 +51,7 @@ async function score(path: string): Promise<Record<string, number>> {
   return out;
 }
 
-const dir = mkdtempSync("/dev/shm/secneuron-probe-");
+const dir = makeScratchDir("/dev/shm", "secneuron-probe-");
 const results: Record<string, Record<string, number>> = {};
 try {
   results.plain = await score(model);

@@ -6,7 +6,7 @@
  * subset, for choosing budgets) through one llama.cpp child, and score. Plus the keyword-filter
  * baseline on the plain model. Sealed files and variants live in a temporary directory on tmpfs.
  */
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { basename, join } from "node:path";
 import { keygen, type UserKey } from "../../core/abe/fame.js";
 import { evaluateFilter, rewritePrompt, type Rewrite } from "../../core/eval/filter.js";
@@ -36,6 +36,7 @@ import { profileModel } from "../profile/profile-process.js";
 import { ablateModel } from "../profile/ablate.js";
 import { sealModel, SealError } from "../seal.js";
 import { openSealedModel, unlockNodeKeys, Variant } from "../unseal.js";
+import { makeScratchDir } from "../scratch-dir.js";
 import { LossProcess } from "./loss-process.js";
 import { EvalError, defaultKind, type TaskSet } from "./tasks.js";
 import { PICK_ORDER_STATISTIC, readPickOrder } from "../../core/profile/pick-order.js";
@@ -231,7 +232,7 @@ export async function evaluate(opts: EvaluateOptions): Promise<EvaluateOutput> {
   const profileSeconds = (performance.now() - tp) / 1000;
   log(`profiled ${names.length} tasks on calibration data in ${profileSeconds.toFixed(1)} s`);
 
-  const tmp = mkdtempSync(join(opts.tmpRoot ?? "/dev/shm", "secneuron-eval-"));
+  const tmp = makeScratchDir(opts.tmpRoot ?? "/dev/shm", "secneuron-eval-");
   const engine = await EngineProcess.start({ threads: opts.threads ?? 1, timeoutMs: 30 * 60_000 });
   const loss = tasks.some((t) => t.members) ? await LossProcess.start() : undefined;
   try {

@@ -16,7 +16,7 @@
  * importances >= 0, and a unit whose removal helps a task does not matter to it. Selection
  * (core/profile/select.ts) then scores specificity on these numbers as on activation statistics.
  */
-import { closeSync, copyFileSync, existsSync, mkdtempSync, openSync, readSync, rmSync, writeSync, chmodSync } from "node:fs";
+import { closeSync, copyFileSync, existsSync, openSync, readSync, rmSync, writeSync, chmodSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { EngineError } from "../../errors.js";
@@ -24,6 +24,7 @@ import type { LlamaHyperparams } from "../../core/gguf/llama-check.js";
 import { PROFILE_FORMAT, PROFILE_VERSION, isValidTaskName, ProfileError, type LayerStats, type Profile } from "../../core/profile/profile.js";
 import { nodeRows, type SealedRow } from "../../core/seal/plan.js";
 import { readGgufHeader } from "../gguf-file.js";
+import { makeScratchDir } from "../scratch-dir.js";
 import { validateModelFile } from "../engine/engine-process.js";
 import { ProfileProcess, round7, sha256File, type ScoreItem } from "./profile-process.js";
 
@@ -143,7 +144,7 @@ export async function ablateModel(opts: AblateOptions): Promise<{ profile: Profi
   hashing?.catch(() => {});
 
   const base = opts.scratchDir ?? (existsSync("/dev/shm") ? "/dev/shm" : tmpdir());
-  const dir = mkdtempSync(join(base, "secneuron-ablate-"));
+  const dir = makeScratchDir(base, "secneuron-ablate-");
   const copy = join(dir, "model.gguf");
   let fd: number | undefined;
   let proc: ProfileProcess | undefined;
