@@ -10,13 +10,14 @@
 import { readFileSync, statSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { parseArgs as parseCli } from "node:util";
 import { BYTE_VOCAB, llamaMetadata, llamaTensorShapes, type LlamaDims } from "../../plugin/core/gguf/byte-vocab.js";
 import { GgmlType } from "../../plugin/core/gguf/constants.js";
 import { encodeTensorData } from "../../plugin/core/gguf/quant.js";
 import { kv } from "../../plugin/core/gguf/types.js";
 import { writeGgufFile, type TensorWithData } from "../../plugin/edges/gguf-file.js";
 import { completeInChild } from "../../plugin/edges/engine/engine-process.js";
-import { parseArgs, TASKS } from "./corpus.js";
+import { TASKS } from "./corpus.js";
 
 interface WeightsIndex {
   dims: { nEmbd: number; nLayer: number; nHead: number; nHeadKv: number; nFf: number; contextLength: number; rmsEpsilon: number; ropeBase: number; nVocab: number };
@@ -108,12 +109,26 @@ export async function checkAgainstTorch(weightsDir: string, modelPath: string): 
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
-  const args = parseArgs(process.argv.slice(2).filter((a) => a !== "--no-check"));
-  const weightsDir = args.weights ?? "examples/multitask/weights";
-  const outDir = args.out ?? "examples/multitask/models";
-  const written = await exportModels(weightsDir, outDir);
+  // Strict: an unknown flag (or --help) must not fall through to overwriting the committed models.
+  const usage = "Usage: node dist/examples/multitask/export.js [--weights dir] [--out dir] [--no-check]";
+  let args: { weights?: string; out?: string; "no-check"?: boolean; help?: boolean };
+  try {
+    args = parseCli({
+      options: { weights: { type: "string", default: "examples/multitask/weights" }, out: { type: "string", default: "examples/multitask/models" }, "no-check": { type: "boolean" }, help: { type: "boolean" } },
+      strict: true,
+    }).values;
+  } catch (e) {
+    console.error(`${(e as Error).message}\n${usage}`);
+    process.exit(2);
+  }
+  if (args.help) {
+    console.log(usage);
+    process.exit(0);
+  }
+  const weightsDir = args.weights!;
+  const written = await exportModels(weightsDir, args.out!);
   for (const [label, w] of Object.entries(written)) console.log(`${label}: ${w.path} ${(w.bytes / 1e6).toFixed(2)} MB`);
-  if (!process.argv.includes("--no-check")) {
+  if (!args["no-check"]) {
     let ok = true;
     for (const [label, w] of Object.entries(written)) {
       const r = await checkAgainstTorch(weightsDir, w.path);
