@@ -15,6 +15,15 @@ in PyTorch's [out, in] = GGUF ne [in, out]) and <out>/weights.json (dims, tensor
 name, per-task held-out accuracy, and PyTorch's greedy answers for a sample of prompts that
 export.ts compares with llama.cpp's).
 
+Gradient routing (--route TASK=ffn:A-B[,head:H], Cloud et al. 2024, "Gradient Routing: Masking
+Gradients to Localize Computation in Neural Networks"): a routed task's examples train only the
+units of its slice (FFN neurons A..B and heads H in every layer) plus the embeddings, norms and
+output; every other example trains only the shared units and runs with the slices zeroed
+(--route-drop 1), and a penalty on the slices' mean |activation| off their task (--route-silence,
+trained through the slice's own weights only) keeps a slice quiet on other tasks' prompts. So a
+routed skill lives in units that sealing can take away, and zeroing them leaves the other tasks as
+they were trained. The profiler is not told where the slices are: it has to find them.
+
 Usage: python3 examples/multitask/train.py --data examples/multitask/data --out examples/multitask/weights
 """
 import argparse
@@ -92,7 +101,9 @@ class Block(nn.Module):
         self.up = nn.Linear(d, n_ff, bias=False)
         self.down = nn.Linear(n_ff, d, bias=False)
 
-    def forward(self, x, cos, sin, mask):
+    def forward(self, x, cos, sin, mask, r=None, zero=None):
+        """r: Routing for a training batch (None at inference); zero: (ffn [n_ff], heads [H]) keep
+        masks that zero sealed units at inference, as sealing does in llama.cpp."""
         B, T, D = x.shape
         hd = D // self.n_head
         h = self.attn_norm(x)
@@ -103,10 +114,76 @@ class Block(nn.Module):
         k = apply_rope(k, cos, sin)
         att = (q @ k.transpose(-1, -2)) / math.sqrt(hd)
         att = att.masked_fill(mask[:T, :T], float("-inf")).softmax(-1)
-        y = (att @ v).transpose(1, 2).reshape(B, T, D)
-        x = x + self.wo(y)
+        y = att @ v  # [B, H, T, hd]
+        if zero is not None:
+            y = y * zero[1].view(1, -1, 1, 1)
+        if r is None:
+            x = x + self.wo(y.transpose(1, 2).reshape(B, T, D))
+            h = self.ffn_norm(x)
+            a = F.silu(self.gate(h)) * self.up(h)
+            if zero is not None:
+                a = a * zero[0]
+            return x + self.down(a)
+        if r.head_units is not None:
+            # The silence penalty trains only the slice's own weights: its input is detached.
+            hu, hdet = r.head_units, h.detach()
+            rows = (hu[:, None] * hd + torch.arange(hd)).reshape(-1)
+            proj = lambda w: F.linear(hdet, w[rows]).view(B, T, len(hu), hd).transpose(1, 2)
+            qs, ks, vs = apply_rope(proj(self.wq.weight), cos, sin), apply_rope(proj(self.wk.weight), cos, sin), proj(self.wv.weight)
+            atts = ((qs @ ks.transpose(-1, -2)) / math.sqrt(hd)).masked_fill(mask[:T, :T], float("-inf")).softmax(-1)
+            r.penalise((atts @ vs).abs().mean(-1).transpose(1, 2), r.head_foreign[:, hu])  # per head: mean |y| over its dims
+        y = r.route(y, r.head_train, r.head_keep)
+        y = y.transpose(1, 2).reshape(B, T, D)
+        x = x + r.split_linear(y, self.wo.weight, r.head_train.view(B, self.n_head, 1).expand(B, self.n_head, hd).reshape(B, 1, D))
         h = self.ffn_norm(x)
-        return x + self.down(F.silu(self.gate(h)) * self.up(h))
+        a = F.silu(self.gate(h)) * self.up(h)
+        if r.ffn_units is not None:
+            fu, hdet = r.ffn_units, h.detach()
+            a_s = F.silu(F.linear(hdet, self.gate.weight[fu])) * F.linear(hdet, self.up.weight[fu])
+            if r.silence_on == "output":
+                # What the foreign slices write into the residual stream: mean |.| over its dims.
+                r.penalise(F.linear(a_s * r.ffn_foreign[:, :, fu], self.down.weight[:, fu]).abs().mean(-1, keepdim=True), r.valid_rows)
+            else:
+                r.penalise(a_s.abs(), r.ffn_foreign[:, :, fu])
+        a = r.route(a, r.ffn_train, r.ffn_keep)
+        return x + r.split_linear(a, self.down.weight, r.ffn_train)
+
+
+class Routing:
+    """Gradient routing for one batch (--route): every example may train only the units of its own
+    task's slice (a routed task) or the shared units (any other task), plus the embeddings, norms
+    and output. Units it may not train still run forward (their activations detached, so no
+    gradient reaches their weights or flows back through them); another task's slice is dropped
+    (zeroed) with probability --route-drop, so the rest of the model learns to work with the slice
+    sealed, and its activations are penalised (--route-silence) so a slice stays quiet off its task.
+    Masks are per example: ffn_* [B, 1, n_ff], head_* [B, H, 1, 1]; valid [B, T] marks real tokens."""
+
+    def __init__(self, ffn_train, ffn_keep, ffn_foreign, head_train, head_keep, head_foreign, valid, ffn_units, head_units):
+        self.ffn_units, self.head_units = ffn_units, head_units  # indices of every slice's units (None: no such slices)
+        self.silence_on = "activation"
+        self.valid_rows = ffn_foreign.amax(-1, keepdim=True)  # [B, 1, 1]: 1 where the example has foreign slices
+        self.ffn_train, self.ffn_keep, self.ffn_foreign = ffn_train, ffn_keep, ffn_foreign
+        self.head_train, self.head_keep, self.head_foreign = head_train, head_keep, head_foreign
+        self.valid = valid
+        self.penalty = torch.zeros(())
+        self.terms = 0
+
+    @staticmethod
+    def route(a, train, keep):
+        return (a * train + (a * (1 - train)).detach()) * keep
+
+    @staticmethod
+    def split_linear(a, w, train):
+        # Columns of w for units this example may not train get no gradient from it.
+        return F.linear(a * train, w) + F.linear(a * (1 - train), w.detach())
+
+    def penalise(self, act, foreign):
+        # act [B, T, U]; foreign [B, 1, U] or [B, U, 1, 1] -> mean |act| over real tokens and foreign units.
+        f = foreign.reshape(foreign.shape[0], 1, -1)
+        n = (self.valid.unsqueeze(-1) * f).sum()
+        if n > 0:
+            self.penalty = self.penalty + (act * f * self.valid.unsqueeze(-1)).sum() / n
+            self.terms += 1
 
 
 class Model(nn.Module):
@@ -126,10 +203,10 @@ class Model(nn.Module):
             if p.dim() == 2 and n != "embed.weight":
                 nn.init.normal_(p, std=0.02 if not (n.endswith("wo.weight") or n.endswith("down.weight")) else 0.02 / math.sqrt(2 * n_layer))
 
-    def forward(self, idx):
+    def forward(self, idx, r=None, zero=None):
         x = self.embed(idx)
         for b in self.blocks:
-            x = b(x, self.cos, self.sin, self.mask)
+            x = b(x, self.cos, self.sin, self.mask, r, zero)
         return self.output(self.norm(x))
 
     def gguf_tensors(self):
@@ -158,7 +235,7 @@ def load_jsonl(path):
 
 
 @torch.no_grad()
-def greedy(model, prompts, max_new):
+def greedy(model, prompts, max_new, zero=None):
     """Greedy answers (stop at EOS), batched by prompt length."""
     model.eval()
     res = [None] * len(prompts)
@@ -175,7 +252,7 @@ def greedy(model, prompts, max_new):
             for _ in range(max_new):
                 if x.shape[1] >= ctx:
                     break
-                nxt = model(x)[:, -1].argmax(-1)
+                nxt = model(x, zero=zero)[:, -1].argmax(-1)
                 for j, t in enumerate(nxt.tolist()):
                     if not done[j]:
                         if t == EOS:
@@ -191,12 +268,12 @@ def greedy(model, prompts, max_new):
     return res
 
 
-def evaluate(model, heldout, limit=None):
+def evaluate(model, heldout, limit=None, zero=None):
     acc = {}
     for t in TASKS:
         xs = heldout[t][:limit] if limit else heldout[t]
         max_new = max(len(encode(e["answer"])) for e in xs) + 2
-        outs = greedy(model, [e["prompt"] for e in xs], max_new)
+        outs = greedy(model, [e["prompt"] for e in xs], max_new, zero)
         acc[t] = sum(o == e["answer"] for o, e in zip(outs, xs)) / len(xs)
     return acc
 
@@ -231,6 +308,68 @@ def load_weights(model, in_dir):
             params[t["name"]].copy_(a.view(*t["shape"]))
 
 
+TAGS = {"[text]": "text", "[add]": "arith", "[code]": "code", "[trans]": "trans", "[pii]": "pii", "[req]": "abuse"}
+
+
+def parse_routes(specs, n_ff, n_head):
+    """--route TASK=ffn:A-B[,head:H...] -> {task: (ffn mask [n_ff], head mask [n_head])}, the same
+    units in every layer; slices must not overlap."""
+    routes = {}
+    for spec in specs:
+        task, _, units = spec.partition("=")
+        if task not in TASKS or task == "text" or not units:
+            sys.exit(f"--route {spec}: expected TASK=ffn:A-B[,head:H] with TASK one of {', '.join(TASKS[1:])}")
+        ffn, heads = torch.zeros(n_ff), torch.zeros(n_head)
+        for u in units.split(","):
+            kind, _, rng = u.partition(":")
+            lo, _, hi = rng.partition("-")
+            lo, hi = int(lo), int(hi or lo)
+            target = ffn if kind == "ffn" else heads if kind == "head" else None
+            if target is None or not 0 <= lo <= hi < len(target):
+                sys.exit(f"--route {spec}: bad unit {u!r}")
+            target[lo : hi + 1] = 1
+        routes[task] = (ffn, heads)
+    for i, a in enumerate(routes.values()):
+        for b in list(routes.values())[i + 1 :]:
+            if (a[0] * b[0]).sum() or (a[1] * b[1]).sum():
+                sys.exit("--route: slices overlap")
+    return routes
+
+
+def sealed_masks(routes, tasks):
+    """Keep masks (ffn, heads) with the slices of `tasks` zeroed, as sealing them does."""
+    ffn, heads = next(iter(routes.values()))
+    keep_f, keep_h = torch.ones_like(ffn), torch.ones_like(heads)
+    for t in tasks:
+        keep_f = keep_f - routes[t][0]
+        keep_h = keep_h - routes[t][1]
+    return keep_f, keep_h
+
+
+def make_routing(routes, task_ids, valid, drop):
+    """Per-example masks for a batch (see Routing)."""
+    names = list(routes)
+    S_f = torch.stack([routes[t][0] for t in names])  # [R, n_ff]
+    S_h = torch.stack([routes[t][1] for t in names])  # [R, H]
+    own = torch.zeros(len(task_ids), len(names))  # [B, R]: 1 where the slice is the example's own
+    for b, t in enumerate(task_ids):
+        if t in routes:
+            own[b, names.index(t)] = 1
+    routed = own.sum(1, keepdim=True)  # [B, 1]
+    foreign = 1 - own
+    dropped = foreign * (torch.rand(own.shape) < drop).float()
+    any_f, any_h = S_f.sum(0).clamp(max=1), S_h.sum(0).clamp(max=1)
+    ffn_train = own @ S_f + (1 - routed) * (1 - any_f)
+    head_train = own @ S_h + (1 - routed) * (1 - any_h)
+    B = len(task_ids)
+    return Routing(
+        ffn_train.view(B, 1, -1), (1 - dropped @ S_f).view(B, 1, -1), (foreign @ S_f).view(B, 1, -1),
+        head_train.view(B, -1, 1, 1), (1 - dropped @ S_h).view(B, -1, 1, 1), (foreign @ S_h).view(B, -1, 1, 1),
+        valid.float(),
+        any_f.nonzero().view(-1) if any_f.sum() else None, any_h.nonzero().view(-1) if any_h.sum() else None,
+    )
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", default="examples/multitask/data")
@@ -248,8 +387,14 @@ def main():
     ap.add_argument("--target", type=float, default=0.97, help="stop when every task's full held-out accuracy reaches this")
     ap.add_argument("--eval-every", type=int, default=1000)
     ap.add_argument("--max-steps", type=int, default=0)
+    ap.add_argument("--log-every", type=int, default=0)
     ap.add_argument("--init", default="", help="start from this weights dir (weights.bin + weights.json), e.g. to anneal")
     ap.add_argument("--decay", action="store_true", help="decay the learning rate linearly to 5%% over the time budget")
+    ap.add_argument("--route", action="append", default=[], help="gradient routing: TASK=ffn:A-B[,head:H] (same units in every layer); repeatable")
+    ap.add_argument("--route-drop", type=float, default=1.0, help="probability that another task's slice is zeroed for an example")
+    ap.add_argument("--route-silence-on", choices=["activation", "output"], default="activation", help="penalise the slices' FFN activations or what they write into the residual stream")
+    ap.add_argument("--route-silence", type=float, default=0.5, help="weight of the mean |activation| of other tasks' slices in the loss")
+    ap.add_argument("--route-silence-ramp", default="", help="A-B:W: raise the silence weight linearly to W between steps A and B (a slice first learns its task, then to keep quiet off it)")
     args = ap.parse_args()
 
     torch.manual_seed(args.seed)
@@ -257,8 +402,9 @@ def main():
     with open(os.path.join(args.data, "train.txt")) as f:
         lines = [l.rstrip("\n") for l in f if l.strip()]
     sep = " => "
-    seqs, weights = [], []
+    seqs, weights, task_of = [], [], []
     for l in lines:
+        task_of.append(TAGS[l[: l.index("]") + 1]])
         k = l.index(sep) + len(sep)
         p, a = encode(l[:k]), encode(l[k:])
         seqs.append([BOS] + p + a + [EOS])
@@ -277,6 +423,17 @@ def main():
     print(f"{N} lines, longest {L} tokens; heldout {', '.join(f'{t} {len(heldout[t])}' for t in TASKS)}", flush=True)
 
     model = Model(args.d, args.layers, args.heads, args.ff, args.ctx)
+    routes = parse_routes(args.route, args.ff, args.heads)
+    ramp = None
+    if args.route_silence_ramp:
+        try:
+            span, _, top = args.route_silence_ramp.partition(":")
+            a0, _, a1 = span.partition("-")
+            ramp = (int(a0), int(a1), float(top))
+        except ValueError:
+            sys.exit(f"--route-silence-ramp {args.route_silence_ramp}: expected A-B:W, e.g. 3500-5500:20")
+    if routes:
+        print("routes: " + "; ".join(f"{t} ffn {int(f.sum())} heads {int(h.sum())} per layer" for t, (f, h) in routes.items()), flush=True)
     print(f"params {sum(p.numel() for p in model.parameters())}", flush=True)
     if args.init:
         load_weights(model, args.init)
@@ -300,7 +457,8 @@ def main():
                     yield bs[j]
 
     batch_iter = batches()
-    ema = None
+    ema = pen_ema = None
+    task_ema = {}
     finished = False
     while not finished:
         idx = next(batch_iter)
@@ -312,17 +470,37 @@ def main():
             lr *= max(0.05, 1.0 - (time.time() - t0) / budget)
         for g in opt.param_groups:
             g["lr"] = lr
-        logits = model(x[:, :-1])
+        r = make_routing(routes, [task_of[i] for i in idx.tolist()], w[:, :-1] > 0, args.route_drop) if routes else None
+        if r is not None:
+            r.silence_on = args.route_silence_on
+        logits = model(x[:, :-1], r)
         loss_tok = F.cross_entropy(logits.reshape(-1, VOCAB), x[:, 1:].reshape(-1), reduction="none")
         ww = w[:, :-1].reshape(-1)
         loss = (loss_tok * ww).sum() / ww.sum()
+        if r is not None and r.terms:
+            pen = r.penalty / r.terms
+            pen_ema = pen.item() if pen_ema is None else 0.98 * pen_ema + 0.02 * pen.item()
+            ce = loss
+            lam = args.route_silence
+            if ramp:
+                f = min(1.0, max(0.0, (step - ramp[0]) / max(1, ramp[1] - ramp[0])))
+                lam = lam + f * (ramp[2] - lam)
+            loss = loss + lam * pen
+        else:
+            ce = loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         step += 1
-        ema = loss.item() if ema is None else 0.98 * ema + 0.02 * loss.item()
+        ema = ce.item() if ema is None else 0.98 * ema + 0.02 * ce.item()
         elapsed = time.time() - t0
+        with torch.no_grad():
+            per_ex = (loss_tok.view(len(idx), -1) * w[:, :-1]).sum(1) / w[:, :-1].sum(1)
+            for i, t in zip(idx.tolist(), per_ex.tolist()):
+                task_ema[task_of[i]] = t if task_ema.get(task_of[i]) is None else 0.995 * task_ema[task_of[i]] + 0.005 * t
+        if args.log_every and step % args.log_every == 0:
+            print(f"step {step} loss {ema:.4f}" + (f" silence {pen_ema:.4f}" if pen_ema is not None else "") + " per task " + " ".join(f"{t} {task_ema[t]:.3f}" if t in task_ema else f"{t} -" for t in TASKS), flush=True)
         out_of_time = elapsed > budget or (args.max_steps and step >= args.max_steps)
         if step % args.eval_every == 0 or out_of_time:
             acc = evaluate(model, heldout, limit=60)
@@ -331,6 +509,13 @@ def main():
                 acc = evaluate(model, heldout)
                 full = True
             print(f"step {step} {elapsed/60:.1f} min loss {ema:.4f} {'full' if full else 'sample'} heldout: " + " ".join(f"{t} {acc[t]*100:.1f}" for t in TASKS), flush=True)
+            sealed = {}
+            if routes:
+                # The same prompts with a routed task's slice zeroed (as sealing it does), and with all slices zeroed.
+                for locked in [[t] for t in routes] + ([list(routes)] if len(routes) > 1 else []):
+                    sa = evaluate(model, heldout, limit=None if full else 40, zero=sealed_masks(routes, locked))
+                    sealed["+".join(locked)] = sa
+                    print(f"  sealed {'+'.join(locked)}: " + " ".join(f"{t} {sa[t]*100:.1f}" for t in TASKS) + f" (silence penalty {pen_ema:.4f})", flush=True)
             m = min(acc.values())
             if full or m > best:
                 best = max(best, m)
@@ -339,7 +524,7 @@ def main():
                     xs = heldout[t][:20]
                     outs = greedy(model, [e["prompt"] for e in xs], max(len(encode(e["answer"])) for e in xs) + 2)
                     samples[t] = [dict(prompt=e["prompt"], answer=e["answer"], torch=o) for e, o in zip(xs, outs)]
-                save(model, args.out, dict(step=step, minutes=round(elapsed / 60, 2), loss=ema, heldout=acc, heldoutFull=full, args=vars(args), samples=samples))
+                save(model, args.out, dict(step=step, minutes=round(elapsed / 60, 2), loss=ema, heldout=acc, heldoutFull=full, sealedHeldout=sealed, args=vars(args), samples=samples))
             if (full and min(acc.values()) >= args.target) or out_of_time:
                 finished = True
     print(f"done: {step} steps in {(time.time()-t0)/60:.1f} min", flush=True)
