@@ -166,6 +166,7 @@ class Routing:
         self.head_train, self.head_keep, self.head_foreign = head_train, head_keep, head_foreign
         self.valid = valid
         self.penalty = torch.zeros(())
+        self.per_example = torch.zeros(valid.shape[0])
         self.terms = 0
 
     @staticmethod
@@ -182,7 +183,9 @@ class Routing:
         f = foreign.reshape(foreign.shape[0], 1, -1)
         n = (self.valid.unsqueeze(-1) * f).sum()
         if n > 0:
-            self.penalty = self.penalty + (act * f * self.valid.unsqueeze(-1)).sum() / n
+            masked = act * f * self.valid.unsqueeze(-1)
+            self.penalty = self.penalty + masked.sum() / n
+            self.per_example = self.per_example + masked.sum((1, 2)) / (self.valid.unsqueeze(-1) * f).sum((1, 2)).clamp(min=1)
             self.terms += 1
 
 
@@ -394,6 +397,7 @@ def main():
     ap.add_argument("--route-drop", type=float, default=1.0, help="probability that another task's slice is zeroed for an example")
     ap.add_argument("--route-silence-on", choices=["activation", "output"], default="activation", help="penalise the slices' FFN activations or what they write into the residual stream")
     ap.add_argument("--route-silence", type=float, default=0.5, help="weight of the mean |activation| of other tasks' slices in the loss")
+    ap.add_argument("--route-silence-reduce", choices=["mean", "max-task"], default="mean", help="penalise the mean over all off-task examples, or the mean of the task where it is largest")
     ap.add_argument("--route-silence-ramp", default="", help="A-B:W: raise the silence weight linearly to W between steps A and B (a slice first learns its task, then to keep quiet off it)")
     args = ap.parse_args()
 
@@ -479,6 +483,11 @@ def main():
         loss = (loss_tok * ww).sum() / ww.sum()
         if r is not None and r.terms:
             pen = r.penalty / r.terms
+            if args.route_silence_reduce == "max-task":
+                # The task whose prompts the slices disturb most sets the penalty, not the average.
+                names = [task_of[i] for i in idx.tolist()]
+                per_task = [r.per_example[[b for b, n in enumerate(names) if n == t]].mean() for t in sorted(set(names))]
+                pen = torch.stack(per_task).max() / r.terms
             pen_ema = pen.item() if pen_ema is None else 0.98 * pen_ema + 0.02 * pen.item()
             ce = loss
             lam = args.route_silence
