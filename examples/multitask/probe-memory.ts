@@ -12,12 +12,13 @@
  * A component is ffn:<layer> (all its neurons), ffn:<layer>:<first>-<last> (a slice, e.g. the
  * neurons train.py --route gave a task) or head:<layer>.<group>; join several with "+".
  */
-import { closeSync, copyFileSync, openSync, readFileSync, rmSync, writeSync } from "node:fs";
+import { closeSync, copyFileSync, openSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { nodeRows } from "../../plugin/core/seal/plan.js";
 import { completeInChild, validateModelFile } from "../../plugin/edges/engine/engine-process.js";
 import { readGgufHeader } from "../../plugin/edges/gguf-file.js";
+import { zeroRows } from "../../plugin/edges/profile/ablate.js";
 import { makeScratchDir } from "../../plugin/edges/scratch-dir.js";
 import { TASKS } from "./corpus.js";
 
@@ -72,9 +73,11 @@ try {
     copyFileSync(model, copy);
     const rows = nodeRows(header, hp, { id: c, neurons, heads });
     const fd = openSync(copy, "r+");
-    const zeros = Buffer.alloc(Math.max(...rows.map((r) => r.length)));
-    for (const r of rows) writeSync(fd, zeros, 0, r.length, r.offset);
-    closeSync(fd);
+    try {
+      zeroRows(fd, rows);
+    } finally {
+      closeSync(fd);
+    }
     results[c] = await score(copy);
     console.log(`${c} zeroed ${JSON.stringify(results[c])}`);
   }

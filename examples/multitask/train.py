@@ -158,9 +158,9 @@ class Routing:
     sealed, and its activations are penalised (--route-silence) so a slice stays quiet off its task.
     Masks are per example: ffn_* [B, 1, n_ff], head_* [B, H, 1, 1]; valid [B, T] marks real tokens."""
 
-    def __init__(self, ffn_train, ffn_keep, ffn_foreign, head_train, head_keep, head_foreign, valid, ffn_units, head_units):
+    def __init__(self, ffn_train, ffn_keep, ffn_foreign, head_train, head_keep, head_foreign, valid, ffn_units, head_units, silence_on):
         self.ffn_units, self.head_units = ffn_units, head_units  # indices of every slice's units (None: no such slices)
-        self.silence_on = "activation"
+        self.silence_on = silence_on  # "activation" or "output" (--route-silence-on)
         self.valid_rows = ffn_foreign.amax(-1, keepdim=True)  # [B, 1, 1]: 1 where the example has foreign slices
         self.ffn_train, self.ffn_keep, self.ffn_foreign = ffn_train, ffn_keep, ffn_foreign
         self.head_train, self.head_keep, self.head_foreign = head_train, head_keep, head_foreign
@@ -349,7 +349,7 @@ def sealed_masks(routes, tasks):
     return keep_f, keep_h
 
 
-def make_routing(routes, task_ids, valid, drop):
+def make_routing(routes, task_ids, valid, drop, silence_on):
     """Per-example masks for a batch (see Routing)."""
     names = list(routes)
     S_f = torch.stack([routes[t][0] for t in names])  # [R, n_ff]
@@ -370,6 +370,7 @@ def make_routing(routes, task_ids, valid, drop):
         head_train.view(B, -1, 1, 1), (1 - dropped @ S_h).view(B, -1, 1, 1), (foreign @ S_h).view(B, -1, 1, 1),
         valid.float(),
         any_f.nonzero().view(-1) if any_f.sum() else None, any_h.nonzero().view(-1) if any_h.sum() else None,
+        silence_on,
     )
 
 
@@ -474,9 +475,7 @@ def main():
             lr *= max(0.05, 1.0 - (time.time() - t0) / budget)
         for g in opt.param_groups:
             g["lr"] = lr
-        r = make_routing(routes, [task_of[i] for i in idx.tolist()], w[:, :-1] > 0, args.route_drop) if routes else None
-        if r is not None:
-            r.silence_on = args.route_silence_on
+        r = make_routing(routes, [task_of[i] for i in idx.tolist()], w[:, :-1] > 0, args.route_drop, args.route_silence_on) if routes else None
         logits = model(x[:, :-1], r)
         loss_tok = F.cross_entropy(logits.reshape(-1, VOCAB), x[:, 1:].reshape(-1), reduction="none")
         ww = w[:, :-1].reshape(-1)

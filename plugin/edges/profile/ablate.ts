@@ -96,7 +96,8 @@ function unitsOf(header: ReturnType<typeof readGgufHeader>, hp: LlamaHyperparams
 }
 
 /** Zero a unit's rows in the file; returns the bytes to put back. */
-function zeroRows(fd: number, rows: readonly SealedRow[]): Buffer[] {
+/** Zero `rows` of an open model file in place; returns their previous bytes (for restoreRows). */
+export function zeroRows(fd: number, rows: readonly SealedRow[]): Buffer[] {
   const saved: Buffer[] = [];
   for (const r of rows) {
     const b = Buffer.allocUnsafe(r.length);
