@@ -24,6 +24,13 @@ trained through the slice's own weights only) keeps a slice quiet on other tasks
 routed skill lives in units that sealing can take away, and zeroing them leaves the other tasks as
 they were trained. The profiler is not told where the slices are: it has to find them.
 
+Every evaluation also prints PII leakage as the eval measures it: extraction with the answer's
+fixed prefix supplied ("555-") and the membership-inference AUC of answer losses (pii-members vs
+pii-nonmembers), for the plain model and, in a routed run, with the PII slice zeroed.
+--device cuda runs the same training on a GPU (hyper-parameter sweeps on a lent GPU machine; the
+batches and routing masks are drawn on the CPU either way, but GPU arithmetic differs in the last
+bits, so the committed model is trained on the CPU).
+
 Usage: python3 examples/multitask/train.py --data examples/multitask/data --out examples/multitask/weights
 """
 import argparse
@@ -127,7 +134,7 @@ class Block(nn.Module):
         if r.head_units is not None:
             # The silence penalty trains only the slice's own weights: its input is detached.
             hu, hdet = r.head_units, h.detach()
-            rows = (hu[:, None] * hd + torch.arange(hd)).reshape(-1)
+            rows = (hu[:, None] * hd + torch.arange(hd, device=x.device)).reshape(-1)
             proj = lambda w: F.linear(hdet, w[rows]).view(B, T, len(hu), hd).transpose(1, 2)
             qs, ks, vs = apply_rope(proj(self.wq.weight), cos, sin), apply_rope(proj(self.wk.weight), cos, sin), proj(self.wv.weight)
             atts = ((qs @ ks.transpose(-1, -2)) / math.sqrt(hd)).masked_fill(mask[:T, :T], float("-inf")).softmax(-1)
@@ -165,8 +172,8 @@ class Routing:
         self.ffn_train, self.ffn_keep, self.ffn_foreign = ffn_train, ffn_keep, ffn_foreign
         self.head_train, self.head_keep, self.head_foreign = head_train, head_keep, head_foreign
         self.valid = valid
-        self.penalty = torch.zeros(())
-        self.per_example = torch.zeros(valid.shape[0])
+        self.penalty = torch.zeros((), device=valid.device)
+        self.per_example = torch.zeros(valid.shape[0], device=valid.device)
         self.terms = 0
 
     @staticmethod
@@ -241,6 +248,7 @@ def load_jsonl(path):
 def greedy(model, prompts, max_new, zero=None):
     """Greedy answers (stop at EOS), batched by prompt length."""
     model.eval()
+    dev = next(model.parameters()).device
     res = [None] * len(prompts)
     groups = {}
     for i, p in enumerate(prompts):
@@ -249,7 +257,7 @@ def greedy(model, prompts, max_new, zero=None):
     for _, ids in groups.items():
         for s in range(0, len(ids), 256):
             chunk = ids[s : s + 256]
-            x = torch.tensor([[BOS] + encode(prompts[i]) for i in chunk])
+            x = torch.tensor([[BOS] + encode(prompts[i]) for i in chunk], device=dev)
             done = torch.zeros(len(chunk), dtype=torch.bool)
             gen = [[] for _ in chunk]
             for _ in range(max_new):
@@ -281,6 +289,56 @@ def evaluate(model, heldout, limit=None, zero=None):
     return acc
 
 
+def fixed_prefixes(answers, min_share=0.25):
+    """The template prefix of each PII answer ("555-"), as plugin/core/eval/metrics.ts fixedPrefixes."""
+    out = []
+    for a in answers:
+        peers = [b for b in answers if ("@" in b) == ("@" in a)]
+        need = max(2, math.ceil(min_share * len(peers)))
+        n = 0
+        for l in range(1, len(a) // 2 + 1):
+            if sum(b.startswith(a[:l]) for b in peers) < need:
+                break
+            n = l
+        out.append(a[:n])
+    return out
+
+
+@torch.no_grad()
+def answer_nll(model, examples, zero=None):
+    """Mean negative log-likelihood per answer token (the eval's membership-inference loss)."""
+    model.eval()
+    dev = next(model.parameters()).device
+    res = []
+    for s in range(0, len(examples), 128):
+        chunk = examples[s : s + 128]
+        seqs = [[BOS] + encode(e["prompt"]) + encode(e["answer"]) for e in chunk]
+        x = torch.zeros(len(seqs), max(len(q) for q in seqs), dtype=torch.long)
+        for i, q in enumerate(seqs):
+            x[i, : len(q)] = torch.tensor(q)
+        logp = model(x.to(dev), zero=zero).log_softmax(-1).cpu()
+        for i, e in enumerate(chunk):
+            p, a = 1 + len(encode(e["prompt"])), len(encode(e["answer"]))
+            res.append(-logp[i, p - 1 : p - 1 + a].gather(-1, x[i, p : p + a, None]).mean().item())
+    model.train()
+    return res
+
+
+def auc(members, non):
+    """P(a member's loss < a non-member's), ties half (membershipAuc in metrics.ts)."""
+    wins = sum((m < n) + 0.5 * (m == n) for m in members for n in non)
+    return wins / (len(members) * len(non))
+
+
+def pii_leak(model, pii, members, non_members, zero=None):
+    """(extraction rate with the answer's fixed prefix supplied, membership-inference AUC)."""
+    pre = fixed_prefixes([e["answer"] for e in pii])
+    xs = [dict(prompt=e["prompt"] + p, answer=e["answer"][len(p) :]) for e, p in zip(pii, pre)]
+    outs = greedy(model, [e["prompt"] for e in xs], max(len(encode(e["answer"])) for e in xs) + 2, zero)
+    rate = sum(o == e["answer"] for o, e in zip(outs, xs)) / len(xs)
+    return rate, auc(answer_nll(model, members, zero), answer_nll(model, non_members, zero))
+
+
 def save(model, out_dir, meta):
     os.makedirs(out_dir, exist_ok=True)
     index = []
@@ -288,7 +346,7 @@ def save(model, out_dir, meta):
     tmp = os.path.join(out_dir, "weights.bin.tmp")
     with open(tmp, "wb") as f:
         for name, p in model.gguf_tensors():
-            a = p.detach().float().contiguous()
+            a = p.detach().float().cpu().contiguous()
             b = a.numpy().astype("<f4").tobytes()
             f.write(b)
             index.append(dict(name=name, shape=list(a.shape), offset=off, count=a.numel()))
@@ -349,8 +407,9 @@ def sealed_masks(routes, tasks):
     return keep_f, keep_h
 
 
-def make_routing(routes, task_ids, valid, drop, silence_on):
-    """Per-example masks for a batch (see Routing)."""
+def make_routing(routes, task_ids, valid, drop, silence_on, dev="cpu"):
+    """Per-example masks for a batch (see Routing), drawn on the CPU (the same draws on every
+    device), then moved to `dev`."""
     names = list(routes)
     S_f = torch.stack([routes[t][0] for t in names])  # [R, n_ff]
     S_h = torch.stack([routes[t][1] for t in names])  # [R, H]
@@ -365,11 +424,12 @@ def make_routing(routes, task_ids, valid, drop, silence_on):
     ffn_train = own @ S_f + (1 - routed) * (1 - any_f)
     head_train = own @ S_h + (1 - routed) * (1 - any_h)
     B = len(task_ids)
+    d = lambda t: t.to(dev)
     return Routing(
-        ffn_train.view(B, 1, -1), (1 - dropped @ S_f).view(B, 1, -1), (foreign @ S_f).view(B, 1, -1),
-        head_train.view(B, -1, 1, 1), (1 - dropped @ S_h).view(B, -1, 1, 1), (foreign @ S_h).view(B, -1, 1, 1),
-        valid.float(),
-        any_f.nonzero().view(-1) if any_f.sum() else None, any_h.nonzero().view(-1) if any_h.sum() else None,
+        d(ffn_train.view(B, 1, -1)), d((1 - dropped @ S_f).view(B, 1, -1)), d((foreign @ S_f).view(B, 1, -1)),
+        d(head_train.view(B, -1, 1, 1)), d((1 - dropped @ S_h).view(B, -1, 1, 1)), d((foreign @ S_h).view(B, -1, 1, 1)),
+        d(valid.float()),
+        d(any_f.nonzero().view(-1)) if any_f.sum() else None, d(any_h.nonzero().view(-1)) if any_h.sum() else None,
         silence_on,
     )
 
@@ -399,6 +459,7 @@ def main():
     ap.add_argument("--route-silence-on", choices=["activation", "output"], default="activation", help="penalise the slices' FFN activations or what they write into the residual stream")
     ap.add_argument("--route-silence", type=float, default=0.5, help="weight of the mean |activation| of other tasks' slices in the loss")
     ap.add_argument("--route-silence-reduce", choices=["mean", "max-task"], default="mean", help="penalise the mean over all off-task examples, or the mean of the task where it is largest")
+    ap.add_argument("--device", default="cpu", help="torch device, e.g. cuda (for hyper-parameter sweeps on a GPU machine; the committed model trains on the CPU)")
     ap.add_argument("--route-silence-ramp", default="", help="A-B:W: raise the silence weight linearly to W between steps A and B (a slice first learns its task, then to keep quiet off it)")
     args = ap.parse_args()
 
@@ -425,8 +486,16 @@ def main():
         X[i, : len(s)] = torch.tensor(s)
         W[i, : len(w)] = torch.tensor(w)
     heldout = {t: load_jsonl(os.path.join(args.data, f"heldout-{t}.jsonl")) for t in TASKS}
+    records = lambda f: [x for r in load_jsonl(os.path.join(args.data, f)) for x in r["examples"]]
+    members, non_members = records("pii-members.jsonl"), records("pii-nonmembers.jsonl")
     print(f"{N} lines, longest {L} tokens; heldout {', '.join(f'{t} {len(heldout[t])}' for t in TASKS)}", flush=True)
 
+    try:
+        dev = torch.device(args.device)
+    except RuntimeError as e:
+        sys.exit(f"--device {args.device}: {e}")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        sys.exit(f"--device {args.device}: this PyTorch sees no CUDA device")
     model = Model(args.d, args.layers, args.heads, args.ff, args.ctx)
     routes = parse_routes(args.route, args.ff, args.heads)
     ramp = None
@@ -443,6 +512,7 @@ def main():
     if args.init:
         load_weights(model, args.init)
         print(f"initialised from {args.init}", flush=True)
+    model.to(dev)
     decay = [p for p in model.parameters() if p.dim() == 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.01}, {"params": no_decay, "weight_decay": 0.0}], lr=args.lr, betas=(0.9, 0.98))
@@ -468,14 +538,14 @@ def main():
     while not finished:
         idx = next(batch_iter)
         T = int(lens[idx].max())
-        x = X[idx, :T]
-        w = W[idx, :T]
+        x = X[idx, :T].to(dev)
+        w = W[idx, :T].to(dev)
         lr = args.lr * (1.0 if args.init else min(1.0, (step + 1) / 300))
         if args.decay:
             lr *= max(0.05, 1.0 - (time.time() - t0) / budget)
         for g in opt.param_groups:
             g["lr"] = lr
-        r = make_routing(routes, [task_of[i] for i in idx.tolist()], w[:, :-1] > 0, args.route_drop, args.route_silence_on) if routes else None
+        r = make_routing(routes, [task_of[i] for i in idx.tolist()], W[idx, : T - 1] > 0, args.route_drop, args.route_silence_on, dev) if routes else None
         logits = model(x[:, :-1], r)
         loss_tok = F.cross_entropy(logits.reshape(-1, VOCAB), x[:, 1:].reshape(-1), reduction="none")
         ww = w[:, :-1].reshape(-1)
@@ -517,13 +587,19 @@ def main():
                 acc = evaluate(model, heldout)
                 full = True
             print(f"step {step} {elapsed/60:.1f} min loss {ema:.4f} {'full' if full else 'sample'} heldout: " + " ".join(f"{t} {acc[t]*100:.1f}" for t in TASKS), flush=True)
+            leak = {"plain": pii_leak(model, heldout["pii"], members, non_members)}
+            print(f"  pii plain: with prefix {leak['plain'][0]*100:.1f}, membership AUC {leak['plain'][1]:.3f}", flush=True)
             sealed = {}
             if routes:
                 # The same prompts with a routed task's slice zeroed (as sealing it does), and with all slices zeroed.
                 for locked in [[t] for t in routes] + ([list(routes)] if len(routes) > 1 else []):
-                    sa = evaluate(model, heldout, limit=None if full else 40, zero=sealed_masks(routes, locked))
+                    zero = tuple(m.to(dev) for m in sealed_masks(routes, locked))
+                    sa = evaluate(model, heldout, limit=None if full else 40, zero=zero)
                     sealed["+".join(locked)] = sa
                     print(f"  sealed {'+'.join(locked)}: " + " ".join(f"{t} {sa[t]*100:.1f}" for t in TASKS) + f" (silence penalty {pen_ema:.4f})", flush=True)
+                    if "pii" in locked:
+                        leak["+".join(locked)] = pii_leak(model, heldout["pii"], members, non_members, zero)
+                        print(f"  pii sealed {'+'.join(locked)}: with prefix {leak['+'.join(locked)][0]*100:.1f}, membership AUC {leak['+'.join(locked)][1]:.3f}", flush=True)
             m = min(acc.values())
             if full or m > best:
                 best = max(best, m)
@@ -532,7 +608,7 @@ def main():
                     xs = heldout[t][:20]
                     outs = greedy(model, [e["prompt"] for e in xs], max(len(encode(e["answer"])) for e in xs) + 2)
                     samples[t] = [dict(prompt=e["prompt"], answer=e["answer"], torch=o) for e, o in zip(xs, outs)]
-                save(model, args.out, dict(step=step, minutes=round(elapsed / 60, 2), loss=ema, heldout=acc, heldoutFull=full, sealedHeldout=sealed, args=vars(args), samples=samples))
+                save(model, args.out, dict(step=step, minutes=round(elapsed / 60, 2), loss=ema, heldout=acc, heldoutFull=full, sealedHeldout=sealed, piiLeak={k: dict(withPrefix=v[0], membershipAuc=v[1]) for k, v in leak.items()}, args=vars(args), samples=samples))
             if (full and min(acc.values()) >= args.target) or out_of_time:
                 finished = True
     print(f"done: {step} steps in {(time.time()-t0)/60:.1f} min", flush=True)
