@@ -11,8 +11,8 @@ describe("backend loader", () => {
   const c = status.find((s) => s.name === "c")!;
   const cuda = status.find((s) => s.name === "cuda")!;
 
-  it("lists cuda, c, js in preference order with reasons; js is always available", () => {
-    expect(status.map((s) => s.name)).toEqual(["cuda", "c", "js"]);
+  it("lists c, cuda, js in preference order with reasons; js is always available", () => {
+    expect(status.map((s) => s.name)).toEqual(["c", "cuda", "js"]);
     expect(status[2]!.available).toBe(true);
     for (const s of status) expect(s.reason.length).toBeGreaterThan(0);
     console.log(JSON.stringify(status));
@@ -20,7 +20,7 @@ describe("backend loader", () => {
 
   it("auto picks the first available backend", () => {
     const be = loadRowCipherBackend({ env: {} });
-    const want = cuda.available ? "cuda" : c.available ? "c" : "js";
+    const want = c.available ? "c" : cuda.available ? "cuda" : "js";
     expect(be.name).toBe(want);
   });
 
@@ -41,15 +41,16 @@ describe("backend loader", () => {
   });
 
   // Which CUDA test runs depends on the machine: without nvcc there is no library, without a GPU
-  // it must report "no device", with one it must be picked first.
+  // it must report "no device", with one it is picked when the C library is missing.
   if (cuda.path === undefined) {
     it("without a CUDA library, the cuda backend is reported missing and auto skips it", () => {
       expect(() => loadBackend("cuda")).toThrow(BackendError);
       expect(loadRowCipherBackend({ env: {} }).name).toBe(c.available ? "c" : "js");
     });
   } else if (cuda.available) {
-    it("with a GPU, auto picks the cuda backend", () => {
-      expect(loadRowCipherBackend({ env: {} }).name).toBe("cuda");
+    it("with a GPU, auto still picks C first, and CUDA when the C library is missing", () => {
+      expect(loadRowCipherBackend({ env: {} }).name).toBe(c.available ? "c" : "cuda");
+      expect(loadRowCipherBackend({ prefer: "cuda" }).name).toBe("cuda");
     });
   } else it(
     "the CUDA library loads without a driver and reports no device cleanly (error 35), then auto falls back",
