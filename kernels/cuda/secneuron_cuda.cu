@@ -1,7 +1,8 @@
 // CUDA row cipher: the secneuron_kernels.h ABI on the GPU (runtime API, static cudart).
 // One thread block per row. Decrypt: every thread multiplies its ciphertext blocks by the
-// matching power of H (table computed on the host), the block XOR-reduces to the GHASH value,
-// thread 0 checks the tag, then (only if authentic) the threads XOR the CTR keystream in place.
+// matching power of H (powers computed on the host; the product is gf128_ct.h's), the block
+// XOR-reduces to the GHASH value, thread 0 checks the tag, then (only if authentic) the threads
+// XOR the CTR keystream in place.
 // Encrypt: keystream first, then the same hashing of the ciphertext. AES uses T-tables in
 // shared memory. Without a driver every entry point returns SN_ERR_NO_DEVICE (error 35).
 #include <cuda_runtime.h>
@@ -12,6 +13,7 @@
 
 #include "../include/secneuron_kernels.h"
 #include "../c/sn_internal.h"
+#include "gf128_ct.h"
 
 #define SN_CUDA_THREADS 256
 
@@ -53,18 +55,11 @@ __device__ __forceinline__ void aes256_be(const SharedTables &t, uint32_t s0, ui
   out[3] = ((uint32_t)S[s3 >> 24] << 24 | (uint32_t)S[(s0 >> 16) & 0xff] << 16 | (uint32_t)S[(s1 >> 8) & 0xff] << 8 | S[s2 & 0xff]) ^ rk[59];
 }
 
-// GF(2^128) product, SP 800-38D bit order; values as (hi, lo) big-endian halves.
+// GF(2^128) product, SP 800-38D bit order; values as (hi, lo) big-endian halves (gf128_ct.h:
+// integer-multiply carry-less products, no tables; checked on the host by test/cipher).
 __device__ __forceinline__ void gmul(u64 xh, u64 xl, u64 yh, u64 yl, u64 &zh, u64 &zl) {
-  u64 h = 0, l = 0, vh = yh, vl = yl;
-#pragma unroll 8
-  for (int i = 0; i < 128; i++) {
-    u64 bit = i < 64 ? (xh >> (63 - i)) & 1 : (xl >> (127 - i)) & 1;
-    u64 m = 0ull - bit;
-    h ^= vh & m; l ^= vl & m;
-    u64 lsb = 0ull - (vl & 1);
-    vl = (vl >> 1) | (vh << 63);
-    vh = (vh >> 1) ^ (0xe100000000000000ull & lsb);
-  }
+  uint64_t h, l;
+  sn_gf128_mul_ct(xh, xl, yh, yl, &h, &l);
   zh = h; zl = l;
 }
 
