@@ -460,6 +460,7 @@ def main():
     ap.add_argument("--route-silence", type=float, default=0.5, help="weight of the mean |activation| of other tasks' slices in the loss")
     ap.add_argument("--route-silence-reduce", choices=["mean", "max-task"], default="mean", help="penalise the mean over all off-task examples, or the mean of the task where it is largest")
     ap.add_argument("--device", default="cpu", help="torch device, e.g. cuda (for hyper-parameter sweeps on a GPU machine; the committed model trains on the CPU)")
+    ap.add_argument("--route-lr-mult", type=float, default=1.0, help="learning-rate multiplier for the slices' own weights (their gate/up rows and down columns, their heads' q/k/v rows and attn_output columns)")
     ap.add_argument("--route-silence-ramp", default="", help="A-B:W: raise the silence weight linearly to W between steps A and B (a slice first learns its task, then to keep quiet off it)")
     args = ap.parse_args()
 
@@ -516,6 +517,16 @@ def main():
     decay = [p for p in model.parameters() if p.dim() == 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.01}, {"params": no_decay, "weight_decay": 0.0}], lr=args.lr, betas=(0.9, 0.98))
+    slice_rows = []  # (parameter, dim, indices): the slices' own weights, for --route-lr-mult
+    if routes and args.route_lr_mult != 1.0:
+        fu = sum(f for f, _ in routes.values()).nonzero().view(-1).to(dev)
+        hu = sum(h for _, h in routes.values()).nonzero().view(-1)
+        hd = args.d // args.heads
+        hr = (hu[:, None] * hd + torch.arange(hd)).reshape(-1).to(dev)
+        for b in model.blocks:
+            slice_rows += [(b.gate.weight, 0, fu), (b.up.weight, 0, fu), (b.down.weight, 1, fu)]
+            if len(hr):
+                slice_rows += [(b.wq.weight, 0, hr), (b.wk.weight, 0, hr), (b.wv.weight, 0, hr), (b.wo.weight, 1, hr)]
     t0 = time.time()
     budget = args.minutes * 60
     step = 0
@@ -569,7 +580,13 @@ def main():
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        before = [p.index_select(d, i).clone() for p, d, i in slice_rows]
         opt.step()
+        if slice_rows:
+            # A per-row learning rate: stretch this step's update of the slices' weights.
+            with torch.no_grad():
+                for (p, d, i), b in zip(slice_rows, before):
+                    p.index_copy_(d, i, b + args.route_lr_mult * (p.index_select(d, i) - b))
         step += 1
         ema = ce.item() if ema is None else 0.98 * ema + 0.02 * ce.item()
         elapsed = time.time() - t0
