@@ -28,6 +28,7 @@ import { mulberry32, shuffleInPlace } from "../../plugin/core/seeded-random.js";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { strictArgs } from "./cli-args.js";
 
 export const TASKS = ["text", "arith", "code", "trans", "pii", "abuse"] as const;
 export type TaskName = (typeof TASKS)[number];
@@ -256,23 +257,20 @@ export function writeCorpus(c: Corpus, dir: string, linesPerTask: number): void 
   );
 }
 
-export function parseArgs(argv: readonly string[]): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    if (a.startsWith("--")) {
-      out[a.slice(2)] = argv[i + 1] ?? "";
-      i++;
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+  const args = strictArgs(
+    { seed: { type: "string", default: "1" }, out: { type: "string", default: "examples/multitask/data" }, "lines-per-task": { type: "string", default: "20000" } },
+    "Usage: node dist/examples/multitask/corpus.js [--seed N] [--out dir] [--lines-per-task N]",
+  );
+  const seed = Number(args.seed);
+  const out = String(args.out);
+  const linesPerTask = Number(args["lines-per-task"]);
+  for (const [flag, v] of [["--seed", seed], ["--lines-per-task", linesPerTask]] as const) {
+    if (!Number.isSafeInteger(v) || v < 0) {
+      console.error(`${flag}: expected a non-negative integer, found ${JSON.stringify(flag === "--seed" ? args.seed : args["lines-per-task"])}`);
+      process.exit(2);
     }
   }
-  return out;
-}
-
-if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
-  const args = parseArgs(process.argv.slice(2));
-  const seed = Number(args.seed ?? 1);
-  const out = args.out ?? "examples/multitask/data";
-  const linesPerTask = Number(args["lines-per-task"] ?? 20000);
   const c = buildCorpus(seed);
   writeCorpus(c, out, linesPerTask);
   const longest = Math.max(...TASKS.flatMap((t) => [...c.train[t], ...c.heldout[t]].map((e) => e.prompt.length + e.answer.length)));

@@ -11,7 +11,8 @@ import { existsSync, readFileSync } from "node:fs";
 import { basename, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { completeInChild } from "../../plugin/edges/engine/engine-process.js";
-import { parseArgs, TASKS, type Example, type TaskName } from "./corpus.js";
+import { strictArgs } from "./cli-args.js";
+import { TASKS, type Example, type TaskName } from "./corpus.js";
 
 export function readExamples(dir: string, split: string, task: TaskName, limit?: number): Example[] {
   const xs = readFileSync(join(dir, `${split}-${task}.jsonl`), "utf8")
@@ -36,11 +37,27 @@ export async function scoreTask(modelPath: string, xs: readonly Example[], threa
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
-  const args = parseArgs(process.argv.slice(2));
-  const dir = args.data ?? "examples/multitask/data";
-  const split = args.split ?? "heldout";
-  const limit = args.limit ? Number(args.limit) : undefined;
-  const models = (args.models ?? "examples/multitask/models/multitask-f16.gguf,examples/multitask/models/multitask-q8_0.gguf").split(",");
+  const args = strictArgs(
+    {
+      data: { type: "string", default: "examples/multitask/data" },
+      split: { type: "string", default: "heldout" },
+      models: { type: "string", default: "examples/multitask/models/multitask-f16.gguf,examples/multitask/models/multitask-q8_0.gguf" },
+      limit: { type: "string" },
+    },
+    "Usage: node dist/examples/multitask/eval-plain.js [--data dir] [--split heldout|calib] [--models a.gguf,b.gguf] [--limit N]",
+  );
+  const dir = String(args.data);
+  const split = String(args.split);
+  if (split !== "heldout" && split !== "calib") {
+    console.error(`--split: expected heldout or calib, found ${JSON.stringify(split)}`);
+    process.exit(2);
+  }
+  const limit = args.limit !== undefined ? Number(args.limit) : undefined;
+  if (limit !== undefined && !(Number.isSafeInteger(limit) && limit > 0)) {
+    console.error(`--limit: expected a positive integer, found ${JSON.stringify(args.limit)}`);
+    process.exit(2);
+  }
+  const models = String(args.models).split(",");
   const result: Record<string, Record<string, TaskScore>> = {};
   let allPass = true;
   for (const m of models) {

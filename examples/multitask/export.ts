@@ -10,7 +10,6 @@
 import { readFileSync, statSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { parseArgs as parseCli } from "node:util";
 import { BYTE_VOCAB, llamaMetadata, llamaTensorShapes, type LlamaDims } from "../../plugin/core/gguf/byte-vocab.js";
 import { GgmlType } from "../../plugin/core/gguf/constants.js";
 import { encodeTensorData } from "../../plugin/core/gguf/quant.js";
@@ -18,6 +17,7 @@ import { kv } from "../../plugin/core/gguf/types.js";
 import { writeGgufFile, type TensorWithData } from "../../plugin/edges/gguf-file.js";
 import { completeInChild } from "../../plugin/edges/engine/engine-process.js";
 import { TASKS } from "./corpus.js";
+import { strictArgs } from "./cli-args.js";
 
 interface WeightsIndex {
   dims: { nEmbd: number; nLayer: number; nHead: number; nHeadKv: number; nFf: number; contextLength: number; rmsEpsilon: number; ropeBase: number; nVocab: number };
@@ -110,23 +110,12 @@ export async function checkAgainstTorch(weightsDir: string, modelPath: string): 
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   // Strict: an unknown flag (or --help) must not fall through to overwriting the committed models.
-  const usage = "Usage: node dist/examples/multitask/export.js [--weights dir] [--out dir] [--no-check]";
-  let args: { weights?: string; out?: string; "no-check"?: boolean; help?: boolean };
-  try {
-    args = parseCli({
-      options: { weights: { type: "string", default: "examples/multitask/weights" }, out: { type: "string", default: "examples/multitask/models" }, "no-check": { type: "boolean" }, help: { type: "boolean" } },
-      strict: true,
-    }).values;
-  } catch (e) {
-    console.error(`${(e as Error).message}\n${usage}`);
-    process.exit(2);
-  }
-  if (args.help) {
-    console.log(usage);
-    process.exit(0);
-  }
-  const weightsDir = args.weights!;
-  const written = await exportModels(weightsDir, args.out!);
+  const args = strictArgs(
+    { weights: { type: "string", default: "examples/multitask/weights" }, out: { type: "string", default: "examples/multitask/models" }, "no-check": { type: "boolean" } },
+    "Usage: node dist/examples/multitask/export.js [--weights dir] [--out dir] [--no-check]",
+  );
+  const weightsDir = String(args.weights);
+  const written = await exportModels(weightsDir, String(args.out));
   for (const [label, w] of Object.entries(written)) console.log(`${label}: ${w.path} ${(w.bytes / 1e6).toFixed(2)} MB`);
   if (!args["no-check"]) {
     let ok = true;

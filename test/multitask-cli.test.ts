@@ -1,0 +1,46 @@
+/**
+ * The multitask scripts' flags are strict: an unknown flag, a bad value or --help never falls
+ * through to a run with defaults (which for export.js means rewriting the committed models).
+ * Each runs from a scratch working directory, so even a regression could not touch the repo.
+ */
+import { spawnSync } from "node:child_process";
+import { readdirSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { scratchDir } from "./helpers/tmp.js";
+
+const dist = resolve(import.meta.dirname, "..", "dist", "examples", "multitask");
+const tmp = scratchDir("secneuron-mtcli-");
+afterAll(() => tmp.cleanup());
+const run = (script: string, ...args: string[]) => spawnSync(process.execPath, [join(dist, script), ...args], { cwd: tmp.dir, encoding: "utf8", timeout: 60_000 });
+
+describe("multitask script flags", () => {
+  for (const script of ["corpus.js", "eval-plain.js", "export.js"]) {
+    it(`${script}: an unknown flag is a usage error (exit 2); --help prints the usage (exit 0)`, () => {
+      const bad = run(script, "--bogus", "1");
+      expect(bad.status).toBe(2);
+      expect(bad.stderr).toMatch(/bogus/);
+      expect(bad.stderr).toContain(`Usage: node dist/examples/multitask/${script}`);
+      const help = run(script, "--help");
+      expect(help.status).toBe(0);
+      expect(help.stdout).toContain(`Usage: node dist/examples/multitask/${script}`);
+      expect(readdirSync(tmp.dir)).toEqual([]);
+    });
+  }
+
+  it("bad values are named: corpus --seed, eval-plain --split and --limit, a flag without its value", () => {
+    const cases: Array<[string, string[], RegExp]> = [
+      ["corpus.js", ["--seed", "one"], /--seed: expected a non-negative integer, found "one"/],
+      ["corpus.js", ["--lines-per-task", "1.5"], /--lines-per-task: expected a non-negative integer, found "1.5"/],
+      ["eval-plain.js", ["--split", "train"], /--split: expected heldout or calib, found "train"/],
+      ["eval-plain.js", ["--limit", "0"], /--limit: expected a positive integer, found "0"/],
+      ["export.js", ["--weights"], /--weights/],
+    ];
+    for (const [script, args, msg] of cases) {
+      const r = run(script, ...args);
+      expect(r.status, `${script} ${args.join(" ")}`).toBe(2);
+      expect(r.stderr).toMatch(msg);
+    }
+    expect(readdirSync(tmp.dir)).toEqual([]);
+  });
+});
