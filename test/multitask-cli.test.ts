@@ -15,7 +15,7 @@ afterAll(() => tmp.cleanup());
 const run = (script: string, ...args: string[]) => spawnSync(process.execPath, [join(dist, script), ...args], { cwd: tmp.dir, encoding: "utf8", timeout: 60_000 });
 
 describe("multitask script flags", () => {
-  for (const script of ["corpus.js", "eval-plain.js", "export.js"]) {
+  for (const script of ["corpus.js", "eval-plain.js", "export.js", "report.js"]) {
     it(`${script}: an unknown flag is a usage error (exit 2); --help prints the usage (exit 0)`, () => {
       const bad = run(script, "--bogus", "1");
       expect(bad.status).toBe(2);
@@ -28,13 +28,15 @@ describe("multitask script flags", () => {
     });
   }
 
-  it("bad values are named: corpus --seed, eval-plain --split and --limit, a flag without its value", () => {
+  it("bad values are named: corpus --seed, eval-plain --split and --limit, report --heldout-seed and --only, a flag without its value", () => {
     const cases: Array<[string, string[], RegExp]> = [
       ["corpus.js", ["--seed", "one"], /--seed: expected a non-negative integer, found "one"/],
       ["corpus.js", ["--lines-per-task", "1.5"], /--lines-per-task: expected a non-negative integer, found "1.5"/],
       ["eval-plain.js", ["--split", "train"], /--split: expected heldout or calib, found "train"/],
       ["eval-plain.js", ["--limit", "0"], /--limit: expected a positive integer, found "0"/],
       ["export.js", ["--weights"], /--weights/],
+      ["report.js", ["--heldout-seed", "x"], /--heldout-seed: expected a non-negative integer, found "x"/],
+      ["report.js", ["--only", "code-f16,nope"], /--only: no experiment named nope; the experiments are pii-abuse-f16, /],
     ];
     for (const [script, args, msg] of cases) {
       const r = run(script, ...args);

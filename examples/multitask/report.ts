@@ -16,11 +16,12 @@
  * CLI: node dist/examples/multitask/report.js [--ablate | --iterative] [--heldout-seed N] [--only name,name] [--summary-only]
  */
 import { spawn } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { parseArgs } from "node:util";
+import { makeScratchDir } from "../../plugin/edges/scratch-dir.js";
+import { strictArgs } from "./cli-args.js";
 
 const ROOT = fileURLToPath(new URL("../../../", import.meta.url));
 const CLI = `${ROOT}bin/secneuron.js`;
@@ -127,9 +128,23 @@ function writeSummary(names: readonly string[], seed: number): void {
 }
 
 async function main(): Promise<void> {
-  const { values: args } = parseArgs({ options: { ablate: { type: "boolean" }, iterative: { type: "boolean" }, "heldout-seed": { type: "string" }, only: { type: "string" }, "summary-only": { type: "boolean" } } });
-  const seed = Number(args["heldout-seed"] ?? 2026);
-  if (!Number.isInteger(seed) || seed < 0) throw new Error(`--heldout-seed must be a non-negative integer, got ${args["heldout-seed"]}`);
+  const args = strictArgs(
+    { ablate: { type: "boolean" }, iterative: { type: "boolean" }, "heldout-seed": { type: "string", default: "2026" }, only: { type: "string" }, "summary-only": { type: "boolean" } },
+    "Usage: node dist/examples/multitask/report.js [--ablate | --iterative] [--heldout-seed N] [--only name,name] [--summary-only]",
+  );
+  const seed = Number(args["heldout-seed"]);
+  if (!Number.isInteger(seed) || seed < 0) {
+    console.error(`--heldout-seed: expected a non-negative integer, found ${JSON.stringify(args["heldout-seed"])}`);
+    process.exit(2);
+  }
+  // Checked before any long step runs.
+  const only = typeof args.only === "string" ? args.only.split(",") : undefined;
+  const names = experiments(seed).map((e) => e.name);
+  const unknown = only?.filter((n) => !names.includes(n)) ?? [];
+  if (unknown.length) {
+    console.error(`--only: no experiment named ${unknown.join(", ")}; the experiments are ${names.join(", ")}`);
+    process.exit(2);
+  }
   if (args["summary-only"]) {
     writeSummary(experiments(seed).map((e) => e.name), seed);
     return;
@@ -145,7 +160,8 @@ async function main(): Promise<void> {
     const lines = readFileSync(`${ROOT}${DATA}/calib-pii.jsonl`, "utf8").trim().split("\n").map((l) => JSON.parse(l) as { prompt: string; answer: string });
     writeFileSync(`${ROOT}${piiDigits}`, lines.map((x) => JSON.stringify(x.answer.startsWith("555-") ? { ...x, prompt: `${x.prompt}555-`, answer: x.answer.slice(4) } : x)).join("\n") + "\n");
     // Candidates are ranked by activations over the whole calibration split; ablation scores 40 examples per task.
-    const scratch = mkdtempSync(join(tmpdir(), "secneuron-report-"));
+    // Named by pid: a report killed mid-way leaves a folder the next run's sweep removes.
+    const scratch = makeScratchDir(tmpdir(), "secneuron-report-");
     try {
       const activation = join(scratch, "activation.json");
       for (const t of TASKS) {
@@ -159,7 +175,6 @@ async function main(): Promise<void> {
       rmSync(scratch, { recursive: true, force: true });
     }
   }
-  const only = args.only?.split(",");
   const todo = experiments(seed).filter((e) => !only || only.includes(e.name));
   const chain = async (model: keyof typeof MODELS) => {
     for (const e of todo.filter((x) => x.model === model)) {
