@@ -15,7 +15,7 @@ afterAll(() => tmp.cleanup());
 const run = (script: string, ...args: string[]) => spawnSync(process.execPath, [join(dist, script), ...args], { cwd: tmp.dir, encoding: "utf8", timeout: 60_000 });
 
 describe("multitask script flags", () => {
-  for (const script of ["corpus.js", "eval-plain.js", "export.js", "report.js"]) {
+  for (const script of ["corpus.js", "eval-plain.js", "export.js", "report.js", "probe-memory.js"]) {
     it(`${script}: an unknown flag is a usage error (exit 2); --help prints the usage (exit 0)`, () => {
       const bad = run(script, "--bogus", "1");
       expect(bad.status).toBe(2);
@@ -35,6 +35,7 @@ describe("multitask script flags", () => {
       ["eval-plain.js", ["--split", "train"], /--split: expected heldout or calib, found "train"/],
       ["eval-plain.js", ["--limit", "0"], /--limit: expected a positive integer, found "0"/],
       ["export.js", ["--weights"], /--weights/],
+      ["probe-memory.js", ["--limit", "0"], /--limit: expected a positive integer, found "0"/],
       ["report.js", ["--heldout-seed", "x"], /--heldout-seed: expected a non-negative integer, found "x"/],
       ["report.js", ["--only", "code-f16,nope"], /--only: no experiment named nope; the experiments are pii-abuse-f16, /],
     ];

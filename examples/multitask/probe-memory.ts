@@ -14,31 +14,41 @@
  */
 import { closeSync, copyFileSync, openSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { parseArgs } from "node:util";
 import { nodeRows } from "../../plugin/core/seal/plan.js";
 import { completeInChild, validateModelFile } from "../../plugin/edges/engine/engine-process.js";
 import { readGgufHeader } from "../../plugin/edges/gguf-file.js";
 import { zeroRows } from "../../plugin/edges/profile/ablate.js";
 import { makeScratchDir } from "../../plugin/edges/scratch-dir.js";
+import { strictArgs } from "./cli-args.js";
 import { TASKS } from "./corpus.js";
 
-const { values: a } = parseArgs({
-  options: {
+const a = strictArgs(
+  {
     model: { type: "string", default: "examples/multitask/models/multitask-f16.gguf" },
     data: { type: "string", default: "examples/multitask/data" },
     limit: { type: "string", default: "100" },
     threads: { type: "string", default: "1" },
     components: { type: "string" },
   },
-});
-const model = a.model!;
+  "Usage: node dist/examples/multitask/probe-memory.js [--model m.gguf] [--data dir] [--limit N] [--threads N] [--components ffn:0,head:0.1,...]",
+);
+const positive = (flag: string): number => {
+  const n = Number(a[flag]);
+  if (!Number.isSafeInteger(n) || n < 1) {
+    console.error(`--${flag}: expected a positive integer, found ${JSON.stringify(a[flag])}`);
+    process.exit(2);
+  }
+  return n;
+};
+const limit = positive("limit");
+const threads = positive("threads");
+const model = String(a.model);
 const hp = validateModelFile(model);
 const header = readGgufHeader(model);
-const limit = Number(a.limit);
 const components =
-  a.components?.split(",") ??
+  (typeof a.components === "string" ? a.components.split(",") : undefined) ??
   [...Array.from({ length: hp.blockCount }, (_, l) => `ffn:${l}`), ...Array.from({ length: hp.blockCount * hp.headCountKv }, (_, k) => `head:${Math.floor(k / hp.headCountKv)}.${k % hp.headCountKv}`)];
-const read = (t: string) => readFileSync(join(a.data!, `heldout-${t}.jsonl`), "utf8").trim().split("\n").slice(0, limit).map((l) => JSON.parse(l) as { prompt: string; answer: string });
+const read = (t: string) => readFileSync(join(String(a.data), `heldout-${t}.jsonl`), "utf8").trim().split("\n").slice(0, limit).map((l) => JSON.parse(l) as { prompt: string; answer: string });
 const sets = Object.fromEntries(TASKS.map((t) => [t, read(t)]));
 const phones = read("pii").filter((x) => x.answer.startsWith("555-")).map((x) => ({ prompt: `${x.prompt}555-`, answer: x.answer.slice(4) }));
 
@@ -46,7 +56,7 @@ async function score(path: string): Promise<Record<string, number>> {
   const out: Record<string, number> = {};
   for (const [t, xs] of [...Object.entries(sets), ["phone digits, prefix supplied", phones] as const]) {
     const maxTokens = Math.max(...xs.map((x) => Buffer.byteLength(x.answer))) + 2;
-    const got = await completeInChild({ modelPath: path, prompts: xs.map((x) => x.prompt), maxTokens, threads: Number(a.threads), timeoutMs: 900_000 });
+    const got = await completeInChild({ modelPath: path, prompts: xs.map((x) => x.prompt), maxTokens, threads, timeoutMs: 900_000 });
     out[t] = Math.round((1000 * got.filter((g, i) => g === xs[i]!.answer).length) / xs.length) / 10;
   }
   return out;
