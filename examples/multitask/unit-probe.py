@@ -42,7 +42,8 @@ def forward(model, x, mask):
         q = b.wq(h) * mask["qk"][li]
         k = b.wk(h) * mask["qk"][li]
         v = b.wv(h) * mask["v"][li]
-        v.retain_grad() if v.requires_grad else None
+        if v.requires_grad:
+            v.retain_grad()
         qh = mt.apply_rope(q.view(B, T, b.n_head, hd).transpose(1, 2), model.cos, model.sin)
         kh = mt.apply_rope(k.view(B, T, b.n_head, hd).transpose(1, 2), model.cos, model.sin)
         vh = v.view(B, T, b.n_head, hd).transpose(1, 2)
@@ -51,7 +52,8 @@ def forward(model, x, mask):
         h_ = h_ + b.wo(y)
         hf = b.ffn_norm(h_)
         a = F.silu(b.gate(hf)) * b.up(hf) * mask["ffn"][li]
-        a.retain_grad() if a.requires_grad else None
+        if a.requires_grad:
+            a.retain_grad()
         h_ = h_ + b.down(a)
         acts.append(dict(ffn=a, v=v, q=q, k=k))
     return model.output(model.norm(h_)), acts
@@ -90,6 +92,21 @@ def attribution(model, examples, mask, kinds):
             s = -(a["q"] * a["q"].grad + a["k"] * a["k"].grad).sum((0, 1)).detach() / len(examples)
             out[("qk", li)] = s.view(-1, 2).sum(-1).repeat_interleave(2)  # RoPE pairs (2i, 2i+1) go together
     return out
+
+
+def zero_unit(mask, kind, li, i):
+    mask[kind][li][i] = 0
+    if kind == "qk":
+        mask[kind][li][i + 1] = 0  # the RoPE pair
+
+
+@torch.no_grad()
+def answer_loss(model, examples, mask):
+    """Mean answer-token NLL with the unit masks applied (teacher forcing)."""
+    x, w = batch(examples)
+    logits, _ = forward(model, x[:, :-1], mask)
+    nll = F.cross_entropy(logits.reshape(-1, mt.VOCAB), x[:, 1:].reshape(-1), reduction="none").view(x.shape[0], -1)
+    return ((nll * w[:, :-1]).sum() / w[:, :-1].sum()).item()
 
 
 def accuracy(model, examples, mask, limit=None):
@@ -134,6 +151,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=20)
     ap.add_argument("--calib", type=int, default=100, help="calibration examples per task for attribution")
     ap.add_argument("--eval", type=int, default=100, help="held-out examples per task scored each round")
+    ap.add_argument("--measured", type=int, default=0, help="re-rank the best N candidates of each round by their measured calibration loss change (0: attribution only)")
     ap.add_argument("--stop", type=float, default=0.05, help="stop when the locked task's held-out accuracy is at most this")
     args = ap.parse_args()
     kinds = [k for k in args.kinds.split(",") if k]
@@ -166,10 +184,21 @@ def main():
                 if mine[i] > 0:
                     cands.append((spec_[i].item(), kind, li, i))
         cands.sort(reverse=True)
+        if args.measured:
+            # Re-rank the best candidates by their measured effect: zero each alone on top of the
+            # current mask and take the calibration loss increase per task.
+            base = {t: answer_loss(model, calib[t], mask) for t in mt.TASKS}
+            measured = []
+            for _, kind, li, i in cands[: args.measured]:
+                trial = {k: [m.clone() for m in v] for k, v in mask.items()}
+                zero_unit(trial, kind, li, i)
+                d = {t: answer_loss(model, calib[t], trial) - base[t] for t in mt.TASKS}
+                other = max(max(d[t], 0.0) for t in mt.TASKS if t != args.lock)
+                if d[args.lock] > 0:
+                    measured.append((d[args.lock] / (other + 1e-3), kind, li, i))
+            cands = sorted(measured, reverse=True)
         for _, kind, li, i in cands[: args.per_round]:
-            mask[kind][li][i] = 0
-            if kind == "qk":
-                mask[kind][li][i + 1] = 0
+            zero_unit(mask, kind, li, i)
         acc = {t: accuracy(model, held[t], mask, args.eval) for t in mt.TASKS}
         sealed = {k: int(sum((m == 0).sum().item() for m in mask[k])) for k in ("ffn", "v", "qk")}
         lost = {t: round((plain[t] - acc[t]) * 100, 1) for t in mt.TASKS if t != args.lock}
@@ -178,7 +207,7 @@ def main():
               + " ".join(f"{t} {v:+.1f}" for t, v in lost.items()) + f" (worst {max(lost.values()):.1f})", flush=True)
         if acc[args.lock] <= args.stop:
             break
-    print(json.dumps(dict(lock=args.lock, kinds=kinds, perRound=args.per_round, plain=plain, rounds=rounds)))
+    print(json.dumps(dict(lock=args.lock, kinds=kinds, perRound=args.per_round, measured=args.measured, plain=plain, rounds=rounds)))
 
 
 if __name__ == "__main__":
