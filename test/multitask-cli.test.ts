@@ -10,6 +10,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { scratchDir } from "./helpers/tmp.js";
 
 const dist = resolve(import.meta.dirname, "..", "dist", "examples", "multitask");
+const model = resolve(import.meta.dirname, "..", "examples", "multitask", "models", "multitask-f16.gguf");
 const tmp = scratchDir("secneuron-mtcli-");
 afterAll(() => tmp.cleanup());
 const run = (script: string, ...args: string[]) => spawnSync(process.execPath, [join(dist, script), ...args], { cwd: tmp.dir, encoding: "utf8", timeout: 60_000 });
@@ -36,6 +37,8 @@ describe("multitask script flags", () => {
       ["eval-plain.js", ["--limit", "0"], /--limit: expected a positive integer, found "0"/],
       ["export.js", ["--weights"], /--weights/],
       ["probe-memory.js", ["--limit", "0"], /--limit: expected a positive integer, found "0"/],
+      ["probe-memory.js", ["--model", model, "--components", "ffn:0,v:1:999"], /--components: no row 999 in blk\.1\.attn_v\.weight/],
+      ["probe-memory.js", ["--model", model, "--components", "ffn:2"], /--components: 'ffn:2': no layer 2 \(the model has 2\)/],
       ["report.js", ["--heldout-seed", "x"], /--heldout-seed: expected a non-negative integer, found "x"/],
       ["report.js", ["--only", "code-f16,nope"], /--only: no experiment named nope; the experiments are pii-abuse-f16, /],
     ];

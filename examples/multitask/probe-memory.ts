@@ -10,11 +10,13 @@
  * CLI: node dist/examples/multitask/probe-memory.js [--model m.gguf] [--limit 100] [--threads 1]
  *        [--components ffn:0,ffn:1,head:0.0,...]   (default: every layer's FFN, every head group)
  * A component is ffn:<layer> (all its neurons), ffn:<layer>:<first>-<last> (a slice, e.g. the
- * neurons train.py --route gave a task) or head:<layer>.<group>; join several with "+".
+ * neurons train.py --route gave a task), head:<layer>.<group> or v:<layer>:<row> (one attn_v row,
+ * as unit-probe.py picks them); join several with "+".
  */
 import { closeSync, copyFileSync, openSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { nodeRows } from "../../plugin/core/seal/plan.js";
+import { rowRange } from "../../plugin/core/gguf/rows.js";
+import { nodeRows, type SealedRow } from "../../plugin/core/seal/plan.js";
 import { completeInChild, validateModelFile } from "../../plugin/edges/engine/engine-process.js";
 import { readGgufHeader } from "../../plugin/edges/gguf-file.js";
 import { zeroRows } from "../../plugin/edges/profile/ablate.js";
@@ -48,6 +50,17 @@ const header = readGgufHeader(model);
 const components =
   (typeof a.components === "string" ? a.components.split(",") : undefined) ??
   [...Array.from({ length: hp.blockCount }, (_, l) => `ffn:${l}`), ...Array.from({ length: hp.blockCount * hp.headCountKv }, (_, k) => `head:${Math.floor(k / hp.headCountKv)}.${k % hp.headCountKv}`)];
+// Every component is checked before the data is read or anything is scored.
+const planned: Array<[string, SealedRow[]]> = [];
+for (const c of components) {
+  try {
+    planned.push([c, componentRows(c)]);
+  } catch (e) {
+    console.error(`--components: ${(e as Error).message}`);
+    process.exit(2);
+  }
+}
+
 const read = (t: string) => readFileSync(join(String(a.data), `heldout-${t}.jsonl`), "utf8").trim().split("\n").slice(0, limit).map((l) => JSON.parse(l) as { prompt: string; answer: string });
 const sets = Object.fromEntries(TASKS.map((t) => [t, read(t)]));
 const phones = read("pii").filter((x) => x.answer.startsWith("555-")).map((x) => ({ prompt: `${x.prompt}555-`, answer: x.answer.slice(4) }));
@@ -62,26 +75,44 @@ async function score(path: string): Promise<Record<string, number>> {
   return out;
 }
 
+/** The rows one component zeroes (parts joined by "+"); throws on a part it cannot place. */
+function componentRows(c: string): SealedRow[] {
+  const neurons = new Map<number, number[]>();
+  const heads = new Map<number, number[]>();
+  const vRows: Array<{ layer: number; row: number }> = [];
+  for (const part of c.split("+")) {
+    const [kind, what = "", slice] = part.split(":") as [string, string | undefined, string | undefined];
+    const layer = Number(what.split(".")[0]);
+    if (!Number.isInteger(layer) || layer < 0 || layer >= hp.blockCount) throw new Error(`'${part}': no layer ${what} (the model has ${hp.blockCount})`);
+    if (kind === "ffn") {
+      const [lo, hi] = slice ? (slice.split("-").map(Number) as [number, number]) : [0, hp.feedForwardLength - 1];
+      if (!(Number.isInteger(lo) && Number.isInteger(hi) && 0 <= lo && lo <= hi && hi < hp.feedForwardLength)) throw new Error(`'${part}': neurons ${slice} outside 0-${hp.feedForwardLength - 1}`);
+      neurons.set(layer, [...(neurons.get(layer) ?? []), ...Array.from({ length: hi - lo + 1 }, (_, k) => lo + k)]);
+    } else if (kind === "head") heads.set(layer, [...(heads.get(layer) ?? []), Number(what.split(".")[1])]);
+    else if (kind === "v" && slice !== undefined) vRows.push({ layer, row: Number(slice) });
+    else throw new Error(`'${part}' is none of ffn:<layer>, ffn:<layer>:<a>-<b>, head:<layer>.<group>, v:<layer>:<row>`);
+  }
+  const rows = nodeRows(header, hp, { id: c, neurons, heads });
+  // Single attn_v rows (one value dimension; unit-probe.py's finer attention unit): not a unit
+  // the seal plan has yet, so their byte ranges come straight from the tensor.
+  for (const { layer, row } of vRows) {
+    const name = `blk.${layer}.attn_v.weight`;
+    const id = header.tensors.findIndex((t) => t.name === name);
+    if (id < 0 || !Number.isInteger(row) || row < 0 || row >= header.tensors[id]!.ne[1]!) throw new Error(`no row ${row} in ${name}`);
+    const r = rowRange(header, header.tensors[id]!, row);
+    rows.push({ tensorId: id, row, offset: r.offset, length: r.length });
+  }
+  return rows;
+}
+
 const dir = makeScratchDir("/dev/shm", "secneuron-probe-");
 const results: Record<string, Record<string, number>> = {};
 try {
   results.plain = await score(model);
   console.log(`plain ${JSON.stringify(results.plain)}`);
-  for (const c of components) {
-    const neurons = new Map<number, number[]>();
-    const heads = new Map<number, number[]>();
-    for (const part of c.split("+")) {
-      const [kind, what, slice] = part.split(":") as [string, string, string | undefined];
-      const layer = Number(what.split(".")[0]);
-      if (kind === "ffn") {
-        const [lo, hi] = slice ? slice.split("-").map(Number) as [number, number] : [0, hp.feedForwardLength - 1];
-        neurons.set(layer, [...(neurons.get(layer) ?? []), ...Array.from({ length: hi - lo + 1 }, (_, k) => lo + k)]);
-      } else if (kind === "head") heads.set(layer, [...(heads.get(layer) ?? []), Number(what.split(".")[1])]);
-      else throw new Error(`--components: '${part}' is none of ffn:<layer>, ffn:<layer>:<a>-<b>, head:<layer>.<group>`);
-    }
+  for (const [c, rows] of planned) {
     const copy = join(dir, "model.gguf");
     copyFileSync(model, copy);
-    const rows = nodeRows(header, hp, { id: c, neurons, heads });
     const fd = openSync(copy, "r+");
     try {
       zeroRows(fd, rows);
@@ -89,7 +120,7 @@ try {
       closeSync(fd);
     }
     results[c] = await score(copy);
-    console.log(`${c} zeroed ${JSON.stringify(results[c])}`);
+    console.log(`${c.length > 200 ? `${c.slice(0, 200)}... (${rows.length} rows)` : c} zeroed ${JSON.stringify(results[c])}`);
   }
 } finally {
   rmSync(dir, { recursive: true, force: true });

@@ -141,6 +141,20 @@ def restore(model, saved):
                 p.copy_(v)
 
 
+def components(mask):
+    """The zeroed units in probe-memory.js's --components grammar (one component, parts joined by
+    '+'): ffn:<layer>:<i>-<i> and v:<layer>:<row>; q/k pairs as qk:<layer>:<row> (row = the pair's
+    first). So llama.cpp can score exactly this set."""
+    parts = []
+    for li, m in enumerate(mask["ffn"]):
+        parts += [f"ffn:{li}:{i}-{i}" for i in (m == 0).nonzero().view(-1).tolist()]
+    for li, m in enumerate(mask["v"]):
+        parts += [f"v:{li}:{i}" for i in (m == 0).nonzero().view(-1).tolist()]
+    for li, m in enumerate(mask["qk"]):
+        parts += [f"qk:{li}:{i}" for i in (m == 0).nonzero().view(-1).tolist() if i % 2 == 0]
+    return "+".join(parts)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--weights", default=os.path.join(HERE, "weights"))
@@ -202,7 +216,7 @@ def main():
         acc = {t: accuracy(model, held[t], mask, args.eval) for t in mt.TASKS}
         sealed = {k: int(sum((m == 0).sum().item() for m in mask[k])) for k in ("ffn", "v", "qk")}
         lost = {t: round((plain[t] - acc[t]) * 100, 1) for t in mt.TASKS if t != args.lock}
-        rounds.append(dict(round=r, sealed=sealed, heldout=acc, lostPoints=lost))
+        rounds.append(dict(round=r, sealed=sealed, heldout=acc, lostPoints=lost, components=components(mask)))
         print(f"round {r}: sealed ffn {sealed['ffn']} v {sealed['v']} qk {sealed['qk']}; {args.lock} {acc[args.lock]*100:.1f}; lost "
               + " ".join(f"{t} {v:+.1f}" for t, v in lost.items()) + f" (worst {max(lost.values()):.1f})", flush=True)
         if acc[args.lock] <= args.stop:
