@@ -24,3 +24,20 @@ export function strictArgs(options: Options, usage: string, argv: readonly strin
   }
   return parsed.values as FlagValues;
 }
+
+/** A bad flag value: the message (naming the flag) on stderr, exit 2. */
+export function usageError(message: string): never {
+  console.error(message);
+  process.exit(2);
+}
+
+/** An integer flag >= min (0 or 1), or undefined when absent; anything else is a usage error. */
+export function intFlag(values: FlagValues, name: string, min: 0 | 1): number | undefined {
+  const raw = values[name];
+  if (raw === undefined) return undefined;
+  const n = Number(raw);
+  if (typeof raw !== "string" || !Number.isSafeInteger(n) || n < min) {
+    usageError(`--${name}: expected a ${min === 0 ? "non-negative" : "positive"} integer, found ${JSON.stringify(raw)}`);
+  }
+  return n;
+}

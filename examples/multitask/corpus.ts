@@ -28,7 +28,7 @@ import { mulberry32, shuffleInPlace } from "../../plugin/core/seeded-random.js";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { strictArgs } from "./cli-args.js";
+import { intFlag, strictArgs } from "./cli-args.js";
 
 export const TASKS = ["text", "arith", "code", "trans", "pii", "abuse"] as const;
 export type TaskName = (typeof TASKS)[number];
@@ -262,15 +262,9 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
     { seed: { type: "string", default: "1" }, out: { type: "string", default: "examples/multitask/data" }, "lines-per-task": { type: "string", default: "20000" } },
     "Usage: node dist/examples/multitask/corpus.js [--seed N] [--out dir] [--lines-per-task N]",
   );
-  const seed = Number(args.seed);
+  const seed = intFlag(args, "seed", 0)!;
   const out = String(args.out);
-  const linesPerTask = Number(args["lines-per-task"]);
-  for (const [flag, v] of [["--seed", seed], ["--lines-per-task", linesPerTask]] as const) {
-    if (!Number.isSafeInteger(v) || v < 0) {
-      console.error(`${flag}: expected a non-negative integer, found ${JSON.stringify(flag === "--seed" ? args.seed : args["lines-per-task"])}`);
-      process.exit(2);
-    }
-  }
+  const linesPerTask = intFlag(args, "lines-per-task", 0)!;
   const c = buildCorpus(seed);
   writeCorpus(c, out, linesPerTask);
   const longest = Math.max(...TASKS.flatMap((t) => [...c.train[t], ...c.heldout[t]].map((e) => e.prompt.length + e.answer.length)));

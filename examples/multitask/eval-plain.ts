@@ -11,7 +11,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { basename, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { completeInChild } from "../../plugin/edges/engine/engine-process.js";
-import { strictArgs } from "./cli-args.js";
+import { intFlag, strictArgs, usageError } from "./cli-args.js";
 import { TASKS, type Example, type TaskName } from "./corpus.js";
 
 export function readExamples(dir: string, split: string, task: TaskName, limit?: number): Example[] {
@@ -48,15 +48,8 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   );
   const dir = String(args.data);
   const split = String(args.split);
-  if (split !== "heldout" && split !== "calib") {
-    console.error(`--split: expected heldout or calib, found ${JSON.stringify(split)}`);
-    process.exit(2);
-  }
-  const limit = args.limit !== undefined ? Number(args.limit) : undefined;
-  if (limit !== undefined && !(Number.isSafeInteger(limit) && limit > 0)) {
-    console.error(`--limit: expected a positive integer, found ${JSON.stringify(args.limit)}`);
-    process.exit(2);
-  }
+  if (split !== "heldout" && split !== "calib") usageError(`--split: expected heldout or calib, found ${JSON.stringify(split)}`);
+  const limit = intFlag(args, "limit", 1);
   const models = String(args.models).split(",");
   const result: Record<string, Record<string, TaskScore>> = {};
   let allPass = true;

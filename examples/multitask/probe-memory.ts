@@ -21,7 +21,7 @@ import { completeInChild, validateModelFile } from "../../plugin/edges/engine/en
 import { readGgufHeader } from "../../plugin/edges/gguf-file.js";
 import { zeroRows } from "../../plugin/edges/profile/ablate.js";
 import { makeScratchDir } from "../../plugin/edges/scratch-dir.js";
-import { strictArgs } from "./cli-args.js";
+import { intFlag, strictArgs, usageError } from "./cli-args.js";
 import { TASKS } from "./corpus.js";
 
 const a = strictArgs(
@@ -34,16 +34,8 @@ const a = strictArgs(
   },
   "Usage: node dist/examples/multitask/probe-memory.js [--model m.gguf] [--data dir] [--limit N] [--threads N] [--components ffn:0,head:0.1,...]",
 );
-const positive = (flag: string): number => {
-  const n = Number(a[flag]);
-  if (!Number.isSafeInteger(n) || n < 1) {
-    console.error(`--${flag}: expected a positive integer, found ${JSON.stringify(a[flag])}`);
-    process.exit(2);
-  }
-  return n;
-};
-const limit = positive("limit");
-const threads = positive("threads");
+const limit = intFlag(a, "limit", 1)!;
+const threads = intFlag(a, "threads", 1)!;
 const model = String(a.model);
 const hp = validateModelFile(model);
 const header = readGgufHeader(model);
@@ -56,8 +48,7 @@ for (const c of components) {
   try {
     planned.push([c, componentRows(c)]);
   } catch (e) {
-    console.error(`--components: ${(e as Error).message}`);
-    process.exit(2);
+    usageError(`--components: ${(e as Error).message}`);
   }
 }
 

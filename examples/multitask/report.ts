@@ -21,7 +21,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { makeScratchDir } from "../../plugin/edges/scratch-dir.js";
-import { strictArgs } from "./cli-args.js";
+import { intFlag, strictArgs, usageError } from "./cli-args.js";
 
 const ROOT = fileURLToPath(new URL("../../../", import.meta.url));
 const CLI = `${ROOT}bin/secneuron.js`;
@@ -132,21 +132,15 @@ async function main(): Promise<void> {
     { ablate: { type: "boolean" }, iterative: { type: "boolean" }, "heldout-seed": { type: "string", default: "2026" }, only: { type: "string" }, "summary-only": { type: "boolean" } },
     "Usage: node dist/examples/multitask/report.js [--ablate | --iterative] [--heldout-seed N] [--only name,name] [--summary-only]",
   );
-  const seed = Number(args["heldout-seed"]);
-  if (!Number.isInteger(seed) || seed < 0) {
-    console.error(`--heldout-seed: expected a non-negative integer, found ${JSON.stringify(args["heldout-seed"])}`);
-    process.exit(2);
-  }
+  const seed = intFlag(args, "heldout-seed", 0)!;
+  const all = experiments(seed);
   // Checked before any long step runs.
   const only = typeof args.only === "string" ? args.only.split(",") : undefined;
-  const names = experiments(seed).map((e) => e.name);
+  const names = all.map((e) => e.name);
   const unknown = only?.filter((n) => !names.includes(n)) ?? [];
-  if (unknown.length) {
-    console.error(`--only: no experiment named ${unknown.join(", ")}; the experiments are ${names.join(", ")}`);
-    process.exit(2);
-  }
+  if (unknown.length) usageError(`--only: no experiment named ${unknown.join(", ")}; the experiments are ${names.join(", ")}`);
   if (args["summary-only"]) {
-    writeSummary(experiments(seed).map((e) => e.name), seed);
+    writeSummary(names, seed);
     return;
   }
   if (!existsSync(`${ROOT}${DATA}/heldout-pii.jsonl`)) await run(`${ROOT}dist/examples/multitask/corpus.js`, ["--seed", "1", "--out", DATA], "corpus");
@@ -175,7 +169,7 @@ async function main(): Promise<void> {
       rmSync(scratch, { recursive: true, force: true });
     }
   }
-  const todo = experiments(seed).filter((e) => !only || only.includes(e.name));
+  const todo = all.filter((e) => !only || only.includes(e.name));
   const chain = async (model: keyof typeof MODELS) => {
     for (const e of todo.filter((x) => x.model === model)) {
       await run(CLI, ["eval", "--model", MODELS[e.model], ...e.args, "--out", `examples/multitask/reports/${e.name}/report.md`], e.name);
@@ -186,7 +180,7 @@ async function main(): Promise<void> {
   const failed = settled.filter((x): x is PromiseRejectedResult => x.status === "rejected");
   for (const f of failed) console.error((f.reason as Error).message);
   if (failed.length) throw new Error(`${failed.length} chain(s) failed`);
-  writeSummary(experiments(seed).map((e) => e.name), seed);
+  writeSummary(names, seed);
   console.log(`done: ${todo.length} reports under examples/multitask/reports/ (summary.md)`);
 }
 

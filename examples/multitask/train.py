@@ -304,6 +304,18 @@ def fixed_prefixes(answers, min_share=0.25):
     return out
 
 
+def answer_batch(examples):
+    """BOS + prompt + answer per example, zero-padded: x [B, L], and w [B, L] = 1 at the positions
+    whose next token is an answer token."""
+    seqs = [[BOS] + encode(e["prompt"]) + encode(e["answer"]) for e in examples]
+    x = torch.zeros(len(seqs), max(map(len, seqs)), dtype=torch.long)
+    w = torch.zeros(x.shape)
+    for i, (q, e) in enumerate(zip(seqs, examples)):
+        x[i, : len(q)] = torch.tensor(q)
+        w[i, len(encode(e["prompt"])) : len(q) - 1] = 1
+    return x, w
+
+
 @torch.no_grad()
 def answer_nll(model, examples, zero=None):
     """Mean negative log-likelihood per answer token (the eval's membership-inference loss)."""
@@ -311,15 +323,10 @@ def answer_nll(model, examples, zero=None):
     dev = next(model.parameters()).device
     res = []
     for s in range(0, len(examples), 128):
-        chunk = examples[s : s + 128]
-        seqs = [[BOS] + encode(e["prompt"]) + encode(e["answer"]) for e in chunk]
-        x = torch.zeros(len(seqs), max(len(q) for q in seqs), dtype=torch.long)
-        for i, q in enumerate(seqs):
-            x[i, : len(q)] = torch.tensor(q)
+        x, w = answer_batch(examples[s : s + 128])
         logp = model(x.to(dev), zero=zero).log_softmax(-1).cpu()
-        for i, e in enumerate(chunk):
-            p, a = 1 + len(encode(e["prompt"])), len(encode(e["answer"]))
-            res.append(-logp[i, p - 1 : p - 1 + a].gather(-1, x[i, p : p + a, None]).mean().item())
+        nll = -logp[:, :-1].gather(-1, x[:, 1:, None]).squeeze(-1) * w[:, :-1]
+        res += (nll.sum(1) / w.sum(1)).tolist()
     model.train()
     return res
 

@@ -59,21 +59,10 @@ def forward(model, x, mask):
     return model.output(model.norm(h_)), acts
 
 
-def batch(examples):
-    seqs = [[mt.BOS] + mt.encode(e["prompt"]) + mt.encode(e["answer"]) for e in examples]
-    x = torch.zeros(len(seqs), max(map(len, seqs)), dtype=torch.long)
-    w = torch.zeros(x.shape)
-    for i, (q, e) in enumerate(zip(seqs, examples)):
-        x[i, : len(q)] = torch.tensor(q)
-        p = 1 + len(mt.encode(e["prompt"]))
-        w[i, p - 1 : len(q) - 1] = 1  # positions that predict answer tokens
-    return x, w
-
-
 def attribution(model, examples, mask, kinds):
     """Per unit: the first-order loss increase if it were zeroed, -(a * dL/da) summed over the
     answer tokens' positions and averaged over examples (q/k pairs: q and k together)."""
-    x, w = batch(examples)
+    x, w = mt.answer_batch(examples)
     model.zero_grad()
     logits, acts = forward(model, x[:, :-1], mask)
     nll = F.cross_entropy(logits.reshape(-1, mt.VOCAB), x[:, 1:].reshape(-1), reduction="none").view(x.shape[0], -1)
@@ -103,7 +92,7 @@ def zero_unit(mask, kind, li, i):
 @torch.no_grad()
 def answer_loss(model, examples, mask):
     """Mean answer-token NLL with the unit masks applied (teacher forcing)."""
-    x, w = batch(examples)
+    x, w = mt.answer_batch(examples)
     logits, _ = forward(model, x[:, :-1], mask)
     nll = F.cross_entropy(logits.reshape(-1, mt.VOCAB), x[:, 1:].reshape(-1), reduction="none").view(x.shape[0], -1)
     return ((nll * w[:, :-1]).sum() / w[:, :-1].sum()).item()
