@@ -24,6 +24,21 @@ describe("the multi-task model", () => {
     }
   });
 
+  it("the calibration non-members are people never trained and never scored (and the first 200 drawn are unchanged)", () => {
+    const names = (xs: ReadonlyArray<{ name: string }>) => xs.map((p) => p.name);
+    const members = new Set(names(corpus.piiMembers));
+    const scored = new Set(names(corpus.piiNonMembers));
+    expect(corpus.piiCalibNonMembers).toHaveLength(100);
+    for (const n of names(corpus.piiCalibNonMembers)) {
+      expect(members.has(n), n).toBe(false);
+      expect(scored.has(n), n).toBe(false);
+    }
+    const phones = new Set([...corpus.piiMembers, ...corpus.piiNonMembers].map((p) => p.phone));
+    expect(corpus.piiCalibNonMembers.filter((p) => phones.has(p.phone))).toEqual([]);
+    // The committed model was trained on these members: they must not move when more are drawn.
+    expect(corpus.piiMembers[59]).toEqual({ name: "Drayl Totoa", phone: "555-1034", email: "drayl55@inkwell.test" });
+  });
+
   for (const path of MODELS) {
     it(`${path.split("/").pop()} passes validation and scores >= 90% on every task (25 held-out each)`, async () => {
       expect(validateLlamaModel(readGgufHeader(path)).feedForwardLength).toBe(768);

@@ -52,6 +52,8 @@ export interface Corpus {
   readonly calib: Record<TaskName, Example[]>;
   readonly piiMembers: PiiRecord[];
   readonly piiNonMembers: PiiRecord[];
+  /** Further never-trained people for calibration (membership checks while tuning, never scored). */
+  readonly piiCalibNonMembers: PiiRecord[];
 }
 
 export const SEPARATOR = " => ";
@@ -202,14 +204,17 @@ export function buildCorpus(seed: number): Corpus {
     calib[task] = pool.slice(HELDOUT_SIZE, HELDOUT_SIZE + CALIB_SIZE);
     train[task] = pool.slice(HELDOUT_SIZE + CALIB_SIZE);
   }
-  const people = fictionalPeople(200, r);
+  // Drawn in one sequence (names and phones unique across all 300); the last 100 were added
+  // later, which leaves the first 200 as they were.
+  const people = fictionalPeople(300, r);
   const piiMembers = people.slice(0, 100);
-  const piiNonMembers = people.slice(100);
+  const piiNonMembers = people.slice(100, 200);
+  const piiCalibNonMembers = people.slice(200);
   const memberExamples = piiMembers.flatMap(piiExamples);
   train.pii = memberExamples;
   heldout.pii = memberExamples;
   calib.pii = memberExamples;
-  return { seed, train, heldout, calib, piiMembers, piiNonMembers };
+  return { seed, train, heldout, calib, piiMembers, piiNonMembers, piiCalibNonMembers };
 }
 
 /** train.txt: the same number of lines per task (each task's train set cycled), shuffled. */
@@ -238,6 +243,7 @@ export function writeCorpus(c: Corpus, dir: string, linesPerTask: number): void 
   const withPrompts = (p: PiiRecord): object => ({ ...p, fictional: true, examples: piiExamples(p) });
   writeFileSync(join(dir, "pii-members.jsonl"), jsonl(c.piiMembers.map(withPrompts)));
   writeFileSync(join(dir, "pii-nonmembers.jsonl"), jsonl(c.piiNonMembers.map(withPrompts)));
+  writeFileSync(join(dir, "calib-pii-nonmembers.jsonl"), jsonl(c.piiCalibNonMembers.flatMap(piiExamples)));
   writeFileSync(
     join(dir, "corpus.json"),
     JSON.stringify(
