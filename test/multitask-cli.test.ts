@@ -11,12 +11,13 @@ import { scratchDir } from "./helpers/tmp.js";
 
 const dist = resolve(import.meta.dirname, "..", "dist", "examples", "multitask");
 const model = resolve(import.meta.dirname, "..", "examples", "multitask", "models", "multitask-f16.gguf");
+const ablation = resolve(import.meta.dirname, "..", "examples", "multitask", "profiles", "ablation-f16.json");
 const tmp = scratchDir("secneuron-mtcli-");
 afterAll(() => tmp.cleanup());
 const run = (script: string, ...args: string[]) => spawnSync(process.execPath, [join(dist, script), ...args], { cwd: tmp.dir, encoding: "utf8", timeout: 60_000 });
 
 describe("multitask script flags", () => {
-  for (const script of ["corpus.js", "eval-plain.js", "export.js", "report.js", "probe-memory.js"]) {
+  for (const script of ["corpus.js", "eval-plain.js", "export.js", "report.js", "probe-memory.js", "separation-units.js"]) {
     it(`${script}: an unknown flag is a usage error (exit 2); --help prints the usage (exit 0)`, () => {
       const bad = run(script, "--bogus", "1");
       expect(bad.status).toBe(2);
@@ -36,6 +37,10 @@ describe("multitask script flags", () => {
       ["eval-plain.js", ["--split", "train"], /--split: expected heldout or calib, found "train"/],
       ["eval-plain.js", ["--limit", "0"], /--limit: expected a positive integer, found "0"/],
       ["export.js", ["--weights"], /--weights/],
+      ["export.js", ["--name", "../models/x"], /--name: expected a file name stem/],
+      ["separation-units.js", ["--budget", "2"], /--budget: expected a fraction in \(0, 1\], found "2"/],
+      ["separation-units.js", ["--profile", "nope.json"], /--profile nope\.json: ENOENT/],
+      ["separation-units.js", ["--profile", ablation, "--tasks", "arith,chess"], /--tasks chess: task 'chess' is not in the profile/],
       ["probe-memory.js", ["--limit", "0"], /--limit: expected a positive integer, found "0"/],
       ["probe-memory.js", ["--model", model, "--components", "ffn:0,v:1:999"], /--components: no row 999 in blk\.1\.attn_v\.weight/],
       ["probe-memory.js", ["--model", model, "--components", "ffn:2"], /--components: 'ffn:2': no layer 2 \(the model has 2\)/],
@@ -46,6 +51,24 @@ describe("multitask script flags", () => {
       const r = run(script, ...args);
       expect(r.status, `${script} ${args.join(" ")}`).toBe(2);
       expect(r.stderr).toMatch(msg);
+    }
+    expect(readdirSync(tmp.dir)).toEqual([]);
+  });
+
+  it("separation-units.js writes each task's selection at the budget: what secneuron eval's ablation method seals", () => {
+    const r = run("separation-units.js", "--profile", ablation, "--budget", "0.05");
+    expect(r.status, r.stderr).toBe(0);
+    const units = JSON.parse(r.stdout) as Record<string, string>;
+    expect(Object.keys(units)).toEqual(["arith", "code", "trans", "pii", "abuse"]);
+    const seen = new Set<string>();
+    for (const [task, c] of Object.entries(units)) {
+      const parts = c.split("+");
+      expect(parts, task).toHaveLength(Math.round(0.05 * 2 * 768));
+      for (const p of parts) {
+        expect(p).toMatch(/^ffn:[01]:(\d+)-\1$/);
+        expect(seen.has(p), `${p} in two tasks`).toBe(false);
+        seen.add(p);
+      }
     }
     expect(readdirSync(tmp.dir)).toEqual([]);
   });

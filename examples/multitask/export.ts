@@ -4,8 +4,8 @@
  * thread) that its answers match PyTorch's greedy answers recorded by train.py. An exact F32
  * match validates the RoPE layout, tensor orientation and tokenization conventions.
  *
- * CLI: node dist/examples/multitask/export.js [--weights dir] [--out dir] [--no-check]
- * Writes <out>/multitask-f32.gguf, multitask-f16.gguf, multitask-q8_0.gguf.
+ * CLI: node dist/examples/multitask/export.js [--weights dir] [--out dir] [--name multitask] [--no-check]
+ * Writes <out>/<name>-f32.gguf, <name>-f16.gguf, <name>-q8_0.gguf.
  */
 import { readFileSync, statSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
@@ -17,7 +17,7 @@ import { kv } from "../../plugin/core/gguf/types.js";
 import { writeGgufFile, type TensorWithData } from "../../plugin/edges/gguf-file.js";
 import { completeInChild } from "../../plugin/edges/engine/engine-process.js";
 import { TASKS } from "./corpus.js";
-import { strictArgs } from "./cli-args.js";
+import { strictArgs, usageError } from "./cli-args.js";
 
 interface WeightsIndex {
   dims: { nEmbd: number; nLayer: number; nHead: number; nHeadKv: number; nFf: number; contextLength: number; rmsEpsilon: number; ropeBase: number; nVocab: number };
@@ -66,7 +66,7 @@ export function loadWeights(dir: string): { index: WeightsIndex; dims: LlamaDims
   return { index, dims, tensors };
 }
 
-export async function exportModels(weightsDir: string, outDir: string): Promise<Record<string, { path: string; bytes: number }>> {
+export async function exportModels(weightsDir: string, outDir: string, name = "multitask"): Promise<Record<string, { path: string; bytes: number }>> {
   const { index, dims, tensors } = loadWeights(weightsDir);
   mkdirSync(outDir, { recursive: true });
   const out: Record<string, { path: string; bytes: number }> = {};
@@ -77,7 +77,7 @@ export async function exportModels(weightsDir: string, outDir: string): Promise<
       const type = s.matrix ? m.type : GgmlType.F32;
       return { name: s.name, ne: s.ne, type, data: encodeTensorData(type, tensors.get(s.name)!, s.ne[0]!) };
     });
-    const path = join(outDir, `multitask-${m.label}.gguf`);
+    const path = join(outDir, `${name}-${m.label}.gguf`);
     await writeGgufFile(path, metadata, specs);
     out[m.label] = { path, bytes: statSync(path).size };
   }
@@ -111,11 +111,13 @@ export async function checkAgainstTorch(weightsDir: string, modelPath: string): 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   // Strict: an unknown flag (or --help) must not fall through to overwriting the committed models.
   const args = strictArgs(
-    { weights: { type: "string", default: "examples/multitask/weights" }, out: { type: "string", default: "examples/multitask/models" }, "no-check": { type: "boolean" } },
-    "Usage: node dist/examples/multitask/export.js [--weights dir] [--out dir] [--no-check]",
+    { weights: { type: "string", default: "examples/multitask/weights" }, out: { type: "string", default: "examples/multitask/models" }, "no-check": { type: "boolean" }, name: { type: "string", default: "multitask" } },
+    "Usage: node dist/examples/multitask/export.js [--weights dir] [--out dir] [--name multitask] [--no-check]\nWrites <out>/<name>-{f32,f16,q8_0}.gguf.",
   );
   const weightsDir = String(args.weights);
-  const written = await exportModels(weightsDir, String(args.out));
+  const name = String(args.name);
+  if (!/^[A-Za-z0-9._-]+$/.test(name)) usageError(`--name: expected a file name stem (letters, digits, . _ -), found ${JSON.stringify(name)}`);
+  const written = await exportModels(weightsDir, String(args.out), name);
   for (const [label, w] of Object.entries(written)) console.log(`${label}: ${w.path} ${(w.bytes / 1e6).toFixed(2)} MB`);
   if (!args["no-check"]) {
     let ok = true;
