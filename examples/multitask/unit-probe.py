@@ -11,7 +11,7 @@ ranks them by specificity (the locked task's estimate over the largest other tas
 batch of them, re-measures, and reports greedy exact match on the HELD-OUT split at each round.
 
 Usage: python3 examples/multitask/unit-probe.py [--lock arith] [--kinds ffn,v] [--per-round 16]
-         [--rounds 20] [--weights examples/multitask/weights] [--data examples/multitask/data]
+         [--rounds 20] [--weights examples/multitask/weights-base] [--data examples/multitask/data]
 Prints one line per round and a final JSON line.
 """
 import argparse
@@ -146,7 +146,7 @@ def components(mask):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--weights", default=os.path.join(HERE, "weights"))
+    ap.add_argument("--weights", default=os.path.join(HERE, "weights-base"))
     ap.add_argument("--data", default=os.path.join(HERE, "data"))
     ap.add_argument("--lock", default="arith", choices=mt.TASKS[1:])
     ap.add_argument("--kinds", default="ffn,v", help="unit kinds to pick from: ffn, v, qk (comma-separated)")
