@@ -5,8 +5,10 @@
  * rerun alone; F16 and the K-quant run side by side (one llama.cpp thread each).
  *
  * The ablation method reads the committed ablation profile (examples/multitask/profiles/
- * ablation-f16.json, taken on the F16 model's calibration split); `--ablate` measures it again
- * first (about 20 minutes: `secneuron profile --ablate`) and the iterative pick orders (about 15
+ * ablation-f16.json, taken on the BASE model's calibration split: the model as trained, before
+ * separate.py taught it to do without each task's selection; the profile is the separation's
+ * input, see examples/multitask/README.md); `--ablate` measures it again on the base model first
+ * (about 20 minutes: `secneuron profile --ablate`) and the iterative pick orders (about 15
  * minutes each: `secneuron profile --ablate --iterative`). Held-out prompts are a seeded draw
  * (`--heldout-seed`, default 2026) from the never-trained held-out split: pass another seed for
  * a fresh sample.
@@ -27,6 +29,8 @@ const ROOT = fileURLToPath(new URL("../../../", import.meta.url));
 const CLI = `${ROOT}bin/secneuron.js`;
 const DATA = "examples/multitask/data";
 const MODELS = { f16: "examples/multitask/models/multitask-f16.gguf", q4_k_m: "examples/multitask/models/multitask-q4_k_m.gguf" } as const;
+/** The model as trained, before separation: what the committed profiles were measured on. */
+const BASE = "examples/multitask/models/multitask-base-f16.gguf";
 const ABLATION = "examples/multitask/profiles/ablation-f16.json";
 /** Pick order of iterative ablation for PII + abuse (`secneuron profile --ablate --iterative`, 4 rounds). */
 const ITERATIVE = "examples/multitask/profiles/iterative-pii-abuse-f16.json";
@@ -145,7 +149,7 @@ async function main(): Promise<void> {
   }
   if (!existsSync(`${ROOT}${DATA}/heldout-pii.jsonl`)) await run(`${ROOT}dist/examples/multitask/corpus.js`, ["--seed", "1", "--out", DATA], "corpus");
   if (args.ablate) {
-    await run(CLI, ["profile", "--ablate", "--model", MODELS.f16, ...TASKS.flatMap((t) => ["--task", `${t}=${DATA}/calib-${t}.jsonl`]), "--examples", "60", "--threads", "2", "--out", ABLATION, "--force"], "ablate");
+    await run(CLI, ["profile", "--ablate", "--model", BASE, ...TASKS.flatMap((t) => ["--task", `${t}=${DATA}/calib-${t}.jsonl`]), "--examples", "60", "--threads", "2", "--out", ABLATION, "--force"], "ablate");
   }
   if (args.ablate || args.iterative) {
     // PII is scored on the digits after the fixed "555-" (what an attacker who supplies the prefix
@@ -162,9 +166,9 @@ async function main(): Promise<void> {
         const xs = readFileSync(`${ROOT}${DATA}/calib-${t}.jsonl`, "utf8").trim().split("\n").map((l) => JSON.parse(l) as { prompt: string; answer: string });
         writeFileSync(join(scratch, `${t}.txt`), xs.map((x) => x.prompt + x.answer).join("\n") + "\n");
       }
-      await run(CLI, ["profile", "--model", MODELS.f16, ...TASKS.flatMap((t) => ["--task", `${t}=${join(scratch, `${t}.txt`)}`]), "--no-hash", "--out", activation], "activation");
+      await run(CLI, ["profile", "--model", BASE, ...TASKS.flatMap((t) => ["--task", `${t}=${join(scratch, `${t}.txt`)}`]), "--no-hash", "--out", activation], "activation");
       const calib = TASKS.flatMap((t) => ["--task", `${t}=${t === "pii" ? piiDigits : `${DATA}/calib-${t}.jsonl`}`]);
-      await run(CLI, ["profile", "--ablate", "--iterative", "--lock", "pii,abuse", "--model", MODELS.f16, ...calib, "--activation-profile", activation, "--examples", "40", "--start", "0.05", "--per-round", "40", "--rounds", "4", "--candidates", "250", "--threads", "2", "--out", ITERATIVE, "--force"], "iterative");
+      await run(CLI, ["profile", "--ablate", "--iterative", "--lock", "pii,abuse", "--model", BASE, ...calib, "--activation-profile", activation, "--examples", "40", "--start", "0.05", "--per-round", "40", "--rounds", "4", "--candidates", "250", "--threads", "2", "--out", ITERATIVE, "--force"], "iterative");
     } finally {
       rmSync(scratch, { recursive: true, force: true });
     }

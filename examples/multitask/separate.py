@@ -110,6 +110,7 @@ def main():
     ap.add_argument("--lr", type=float, default=4e-4)
     ap.add_argument("--margin", type=float, default=2.0, help="keep the masked model's mean answer NLL on the locked task above this")
     ap.add_argument("--hinge-weight", type=float, default=0.3)
+    ap.add_argument("--masked-weight", type=float, default=1.0, help="weight of the masked model's loss on the tasks the lock leaves authorized")
     ap.add_argument("--lock-full-weight", type=float, default=1.0, help="weight of the full model's loss on the locked task's examples (besides the mixed batch)")
     ap.add_argument("--prompt-weight", type=float, default=0.25)
     ap.add_argument("--eval-every", type=int, default=600)
@@ -244,7 +245,7 @@ def main():
         logits, _ = up.forward(model, x[:, :-1], ones)
         tok = F.cross_entropy(logits.reshape(-1, mt.VOCAB), x[:, 1:].reshape(-1), reduction="none").view(x.shape[0], -1)
         loss_lock_full = (tok * am[:, :-1]).sum() / am[:, :-1].sum()
-        loss = loss_full + loss_masked + weight * hinge + args.lock_full_weight * loss_lock_full
+        loss = loss_full + args.masked_weight * loss_masked + weight * hinge + args.lock_full_weight * loss_lock_full
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Would finer attention units lock arithmetic? A PyTorch experiment on the committed weights.
+"""Would finer attention units lock arithmetic? A PyTorch experiment on the base weights (weights-base/).
 
 Sealing today removes FFN neurons and whole attention head groups; arithmetic alone does not go
 below 29% at about 4 points lost that way (docs/status.md). This script asks, before any format
