@@ -50,8 +50,24 @@ TAG_TASK = mt.TAGS
 SEP = " => "
 
 
+def full_mask(L, D, NF):
+    """unit-probe.py's keep masks with nothing zeroed."""
+    return dict(ffn=[torch.ones(NF) for _ in range(L)], v=[torch.ones(D) for _ in range(L)], qk=[torch.ones(D) for _ in range(L)])
+
+
+def token_nll(model, x, mask):
+    """NLL of each next token [B, T-1] with the mask's units zeroed (differentiable)."""
+    logits, _ = up.forward(model, x[:, :-1], mask)
+    return F.cross_entropy(logits.reshape(-1, mt.VOCAB), x[:, 1:].reshape(-1), reduction="none").view(x.shape[0], -1)
+
+
+def mean_over(nll, w):
+    """Per example: the w-weighted mean of its token NLLs (w aligned with x, as batch() returns)."""
+    return (nll * w[:, :-1]).sum(1) / w[:, :-1].sum(1)
+
+
 def parse_components(text, L, D, NF):
-    mask = dict(ffn=[torch.ones(NF) for _ in range(L)], v=[torch.ones(D) for _ in range(L)], qk=[torch.ones(D) for _ in range(L)])
+    mask = full_mask(L, D, NF)
     for part in [p for p in text.split("+") if p]:
         kind, li, rest = part.split(":")
         li = int(li)
@@ -138,7 +154,7 @@ def main():
             locks.append((ts, parse_components("+".join(comps[t] for t in ts), L, D, NF)))
     else:
         locks.append(([args.lock], read_units(args.units, L, D, NF, args.kinds.split(","))))
-    ones = dict(ffn=[torch.ones(NF) for _ in range(L)], v=[torch.ones(D) for _ in range(L)], qk=[torch.ones(D) for _ in range(L)])
+    ones = full_mask(L, D, NF)
     for ts, m in locks:
         print(f"lock {'+'.join(ts)}: ffn {sum(int((x == 0).sum()) for x in m['ffn'])} v {sum(int((x == 0).sum()) for x in m['v'])}", flush=True)
     by_task = {t: [] for t in mt.TASKS}
@@ -192,21 +208,15 @@ def main():
         ts, mask = locks[(step - 1) % len(locks)]
         others = [t for t in mt.TASKS if t not in ts]
         x, w, _ = batch(balanced(mt.TASKS, args.batch), args.prompt_weight)
-        logits, _ = up.forward(model, x[:, :-1], ones)
-        tok = F.cross_entropy(logits.reshape(-1, mt.VOCAB), x[:, 1:].reshape(-1), reduction="none")
-        ww = w[:, :-1].reshape(-1)
-        loss_full = (tok * ww).sum() / ww.sum()
+        ww = w[:, :-1]
+        loss_full = (token_nll(model, x, ones) * ww).sum() / ww.sum()
         x, w, _ = batch(balanced(others, args.batch), args.prompt_weight)
-        logits, _ = up.forward(model, x[:, :-1], mask)
-        tok = F.cross_entropy(logits.reshape(-1, mt.VOCAB), x[:, 1:].reshape(-1), reduction="none")
-        ww = w[:, :-1].reshape(-1)
-        loss_masked = (tok * ww).sum() / ww.sum()
+        ww = w[:, :-1]
+        loss_masked = (token_nll(model, x, mask) * ww).sum() / ww.sum()
         locked = [e for t in ts for e in by_task[t]]
         picked = random.sample(locked, args.batch // 2)
         x, _, am = batch(picked, args.prompt_weight)
-        logits, _ = up.forward(model, x[:, :-1], mask)
-        tok = F.cross_entropy(logits.reshape(-1, mt.VOCAB), x[:, 1:].reshape(-1), reduction="none").view(x.shape[0], -1)
-        per_ex = (tok * am[:, :-1]).sum(1) / am[:, :-1].sum(1)
+        per_ex = mean_over(token_nll(model, x, mask), am)
         weight = args.hinge_weight
         if args.pii_target == "nonmember" and "pii" in ts:
             # Forget, not invert: pull each member's answer NLL to the level of people never
@@ -218,9 +228,7 @@ def main():
                 for kind in (False, True):
                     xs = random.sample([e for e in non_target if ("@" in e[1]) == kind], 16)
                     xn, _, an = batch(xs, args.prompt_weight)
-                    ln, _ = up.forward(model, xn[:, :-1], mask)
-                    tn = F.cross_entropy(ln.reshape(-1, mt.VOCAB), xn[:, 1:].reshape(-1), reduction="none").view(xn.shape[0], -1)
-                    target[kind] = ((tn * an[:, :-1]).sum(1) / an[:, :-1].sum(1)).mean()
+                    target[kind] = mean_over(token_nll(model, xn, mask), an).mean()
                 goal = torch.stack([target["@" in a] for _, a in picked])
             is_pii = torch.tensor([p.startswith("[pii]") for p, _ in picked], dtype=torch.float32)
             # Other locked tasks of the lock (abuse, with pii+abuse) keep the plain margin hinge.
@@ -235,16 +243,12 @@ def main():
                 alt.append((p, random.choice(same)[1]))
             with torch.no_grad():
                 xa, _, aa = batch(alt, args.prompt_weight)
-                la, _ = up.forward(model, xa[:, :-1], mask)
-                ta = F.cross_entropy(la.reshape(-1, mt.VOCAB), xa[:, 1:].reshape(-1), reduction="none").view(xa.shape[0], -1)
-                target = (ta * aa[:, :-1]).sum(1) / aa[:, :-1].sum(1)
+                target = mean_over(token_nll(model, xa, mask), aa)
             hinge = F.relu(target - per_ex).mean()
         else:
             hinge = F.relu(args.margin - per_ex).mean()
         # The same locked-task examples through the full model: authorized users keep the skill.
-        logits, _ = up.forward(model, x[:, :-1], ones)
-        tok = F.cross_entropy(logits.reshape(-1, mt.VOCAB), x[:, 1:].reshape(-1), reduction="none").view(x.shape[0], -1)
-        loss_lock_full = (tok * am[:, :-1]).sum() / am[:, :-1].sum()
+        loss_lock_full = (token_nll(model, x, ones) * am[:, :-1]).sum() / am[:, :-1].sum()
         loss = loss_full + args.masked_weight * loss_masked + weight * hinge + args.lock_full_weight * loss_lock_full
         opt.zero_grad(set_to_none=True)
         loss.backward()
