@@ -71,10 +71,16 @@ def parse_components(text, L, D, NF):
     for part in [p for p in text.split("+") if p]:
         kind, li, rest = part.split(":")
         li = int(li)
+        if not 0 <= li < L:
+            raise ValueError(f"'{part}': no layer {li} (the model has {L})")
         if kind == "ffn":
             a, b = map(int, rest.split("-"))
+            if not 0 <= a <= b < NF:
+                raise ValueError(f"'{part}': neurons {a}-{b} outside 0-{NF - 1}")
             mask["ffn"][li][a : b + 1] = 0
         elif kind == "v":
+            if not 0 <= int(rest) < D:
+                raise ValueError(f"'{part}': no attn_v row {rest} (0-{D - 1})")
             mask["v"][li][int(rest)] = 0
         else:
             sys.exit(f"--units: unit kind {kind} not supported here")
@@ -136,6 +142,13 @@ def main():
     args = ap.parse_args()
     if bool(args.locks) == bool(args.units):
         sys.exit("give either --locks FILE (every task of it, in turn) or --units FILE[:ROUND] (--lock alone)")
+    need = ["train.txt", "pii-members.jsonl", "calib-pii-nonmembers.jsonl"] + [f"{s}-{t}.jsonl" for s in ("heldout", "calib") for t in mt.TASKS]
+    for f in ("weights.json", "weights.bin"):
+        if not os.path.exists(os.path.join(args.weights, f)):
+            sys.exit(f"--weights {args.weights}: no {f}; train the base model first (npm run multitask:train)")
+    missing = [f for f in need if not os.path.exists(os.path.join(args.data, f))]
+    if missing:
+        sys.exit(f"--data {args.data}: missing {', '.join(missing)}; (re)generate it with npm run multitask:corpus")
     torch.manual_seed(args.seed)
     random.seed(args.seed)
     with open(os.path.join(args.weights, "weights.json")) as f:
@@ -145,13 +158,24 @@ def main():
     L, D, NF = dims["nLayer"], dims["nEmbd"], dims["nFf"]
     locks = []  # (locked tasks, mask)
     if args.locks:
-        with open(args.locks) as f:
-            comps = json.load(f)
-        for t, c in comps.items():
-            locks.append(([t], parse_components(c, L, D, NF)))
-        for group in [g for g in args.together.split(";") if g]:
-            ts = group.split(",")
-            locks.append((ts, parse_components("+".join(comps[t] for t in ts), L, D, NF)))
+        try:
+            with open(args.locks) as f:
+                comps = json.load(f)
+        except (OSError, ValueError) as e:
+            sys.exit(f"--locks {args.locks}: {e}")
+        bad = [t for t in comps if t not in mt.TASKS[1:]]
+        if bad:
+            sys.exit(f"--locks {args.locks}: unknown task(s) {', '.join(bad)} (lockable: {', '.join(mt.TASKS[1:])})")
+        try:
+            for t, c in comps.items():
+                locks.append(([t], parse_components(c, L, D, NF)))
+            for group in [g for g in args.together.split(";") if g]:
+                ts = group.split(",")
+                if any(t not in comps for t in ts):
+                    sys.exit(f"--together {group}: every task must be in --locks ({', '.join(comps)})")
+                locks.append((ts, parse_components("+".join(comps[t] for t in ts), L, D, NF)))
+        except (ValueError, IndexError) as e:
+            sys.exit(f"--locks {args.locks}: bad components ({e}); expected ffn:<layer>:<first>-<last> or v:<layer>:<row> joined by '+'")
     else:
         locks.append(([args.lock], read_units(args.units, L, D, NF, args.kinds.split(","))))
     ones = full_mask(L, D, NF)
