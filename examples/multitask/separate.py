@@ -46,8 +46,6 @@ def load(name, file):
 mt = load("mt_train", "train.py")
 up = load("mt_unit_probe", "unit-probe.py")
 torch, F = mt.torch, mt.F
-TAG_TASK = mt.TAGS
-SEP = " => "
 
 
 def full_mask(L, D, NF):
@@ -83,7 +81,7 @@ def parse_components(text, L, D, NF):
                 raise ValueError(f"'{part}': no attn_v row {rest} (0-{D - 1})")
             mask["v"][li][int(rest)] = 0
         else:
-            sys.exit(f"--units: unit kind {kind} not supported here")
+            raise ValueError(f"'{part}': unit kind {kind} is not ffn or v")
     return mask
 
 
@@ -151,10 +149,7 @@ def main():
         sys.exit(f"--data {args.data}: missing {', '.join(missing)}; (re)generate it with npm run multitask:corpus")
     torch.manual_seed(args.seed)
     random.seed(args.seed)
-    with open(os.path.join(args.weights, "weights.json")) as f:
-        dims = json.load(f)["dims"]
-    model = mt.Model(dims["nEmbd"], dims["nLayer"], dims["nHead"], dims["nFf"], dims["contextLength"], dims["rmsEpsilon"], dims["ropeBase"])
-    mt.load_weights(model, args.weights)
+    model, dims = mt.load_model(args.weights)
     L, D, NF = dims["nLayer"], dims["nEmbd"], dims["nFf"]
     locks = []  # (locked tasks, mask)
     if args.locks:
@@ -177,18 +172,19 @@ def main():
         except (ValueError, IndexError) as e:
             sys.exit(f"--locks {args.locks}: bad components ({e}); expected ffn:<layer>:<first>-<last> or v:<layer>:<row> joined by '+'")
     else:
-        locks.append(([args.lock], read_units(args.units, L, D, NF, args.kinds.split(","))))
+        try:
+            locks.append(([args.lock], read_units(args.units, L, D, NF, args.kinds.split(","))))
+        except (OSError, ValueError, KeyError, StopIteration) as e:
+            sys.exit(f"--units {args.units}: {e!r}")
     ones = full_mask(L, D, NF)
     for ts, m in locks:
         print(f"lock {'+'.join(ts)}: ffn {sum(int((x == 0).sum()) for x in m['ffn'])} v {sum(int((x == 0).sum()) for x in m['v'])}", flush=True)
     by_task = {t: [] for t in mt.TASKS}
     with open(os.path.join(args.data, "train.txt")) as f:
         for l in f:
-            l = l.rstrip("\n")
-            if not l:
-                continue
-            k = l.index(SEP) + len(SEP)
-            by_task[TAG_TASK[l[: l.index("]") + 1]]].append((l[:k], l[k:]))
+            if l.strip():
+                task, prompt, answer = mt.split_line(l.rstrip("\n"))
+                by_task[task].append((prompt, answer))
     held = {t: mt.load_jsonl(os.path.join(args.data, f"heldout-{t}.jsonl")) for t in mt.TASKS}
     # Progress is watched on the calibration split: settings are never tuned on held-out prompts.
     calib = {t: mt.load_jsonl(os.path.join(args.data, f"calib-{t}.jsonl")) for t in mt.TASKS}

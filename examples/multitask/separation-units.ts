@@ -25,15 +25,9 @@ const a = strictArgs(
 );
 const budget = Number(a.budget);
 if (!(budget > 0 && budget <= 1)) usageError(`--budget: expected a fraction in (0, 1], found ${JSON.stringify(a.budget)}`);
-let text: string;
-try {
-  text = readFileSync(String(a.profile), "utf8");
-} catch (e) {
-  usageError(`--profile ${String(a.profile)}: ${(e as Error).message}`);
-}
 let profile;
 try {
-  profile = parseProfileText(text);
+  profile = parseProfileText(readFileSync(String(a.profile), "utf8"));
 } catch (e) {
   usageError(`--profile ${String(a.profile)}: ${(e as Error).message}`);
 }

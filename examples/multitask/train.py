@@ -364,6 +364,15 @@ def save(model, out_dir, meta):
     os.replace(os.path.join(out_dir, "weights.json.tmp"), os.path.join(out_dir, "weights.json"))
 
 
+def load_model(in_dir):
+    """A Model with the shape in in_dir/weights.json and its saved weights; returns (model, dims)."""
+    with open(os.path.join(in_dir, "weights.json")) as f:
+        dims = json.load(f)["dims"]
+    model = Model(dims["nEmbd"], dims["nLayer"], dims["nHead"], dims["nFf"], dims["contextLength"], dims["rmsEpsilon"], dims["ropeBase"])
+    load_weights(model, in_dir)
+    return model, dims
+
+
 def load_weights(model, in_dir):
     with open(os.path.join(in_dir, "weights.json")) as f:
         index = json.load(f)
@@ -377,6 +386,13 @@ def load_weights(model, in_dir):
 
 
 TAGS = {"[text]": "text", "[add]": "arith", "[code]": "code", "[trans]": "trans", "[pii]": "pii", "[req]": "abuse"}
+SEP = " => "
+
+
+def split_line(line):
+    """A train.txt line -> (task, prompt ending in ' => ', answer)."""
+    k = line.index(SEP) + len(SEP)
+    return TAGS[line[: line.index("]") + 1]], line[:k], line[k:]
 
 
 def parse_routes(specs, n_ff, n_head):
@@ -475,12 +491,11 @@ def main():
     random.seed(args.seed)
     with open(os.path.join(args.data, "train.txt")) as f:
         lines = [l.rstrip("\n") for l in f if l.strip()]
-    sep = " => "
     seqs, weights, task_of = [], [], []
     for l in lines:
-        task_of.append(TAGS[l[: l.index("]") + 1]])
-        k = l.index(sep) + len(sep)
-        p, a = encode(l[:k]), encode(l[k:])
+        task, prompt, answer = split_line(l)
+        task_of.append(task)
+        p, a = encode(prompt), encode(answer)
         seqs.append([BOS] + p + a + [EOS])
         # weight of predicting token i+1 from position i
         weights.append([args.prompt_weight] * len(p) + [1.0] * (len(a) + 1))

@@ -160,10 +160,7 @@ def main():
     kinds = [k for k in args.kinds.split(",") if k]
     if not kinds or any(k not in ("ffn", "v", "qk") for k in kinds):
         sys.exit(f"--kinds {args.kinds}: expected a comma-separated subset of ffn, v, qk")
-    with open(os.path.join(args.weights, "weights.json")) as f:
-        dims = json.load(f)["dims"]
-    model = mt.Model(dims["nEmbd"], dims["nLayer"], dims["nHead"], dims["nFf"], dims["contextLength"], dims["rmsEpsilon"], dims["ropeBase"])
-    mt.load_weights(model, args.weights)
+    model, dims = mt.load_model(args.weights)
     model.eval()
     L, D, NF = dims["nLayer"], dims["nEmbd"], dims["nFf"]
     mask = dict(ffn=[torch.ones(NF) for _ in range(L)], v=[torch.ones(D) for _ in range(L)], qk=[torch.ones(D) for _ in range(L)])
