@@ -4,7 +4,8 @@
  * Each runs from a scratch working directory, so even a regression could not touch the repo.
  */
 import { spawnSync } from "node:child_process";
-import { readdirSync } from "node:fs";
+import { createHash } from "node:crypto";
+import { readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { scratchDir } from "./helpers/tmp.js";
@@ -17,7 +18,7 @@ afterAll(() => tmp.cleanup());
 const run = (script: string, ...args: string[]) => spawnSync(process.execPath, [join(dist, script), ...args], { cwd: tmp.dir, encoding: "utf8", timeout: 60_000 });
 
 describe("multitask script flags", () => {
-  for (const script of ["corpus.js", "eval-plain.js", "export.js", "report.js", "probe-memory.js", "separation-units.js"]) {
+  for (const script of ["corpus.js", "eval-plain.js", "export.js", "report.js", "probe-memory.js", "separation-units.js", "quantize.js"]) {
     it(`${script}: an unknown flag is a usage error (exit 2); --help prints the usage (exit 0)`, () => {
       const bad = run(script, "--bogus", "1");
       expect(bad.status).toBe(2);
@@ -44,6 +45,8 @@ describe("multitask script flags", () => {
       ["probe-memory.js", ["--limit", "0"], /--limit: expected a positive integer, found "0"/],
       ["probe-memory.js", ["--model", model, "--components", "ffn:0,v:1:999"], /--components: no row 999 in blk\.1\.attn_v\.weight/],
       ["probe-memory.js", ["--model", model, "--components", "ffn:2"], /--components: 'ffn:2': no layer 2 \(the model has 2\)/],
+      ["quantize.js", ["--in", "nope.gguf"], /--in nope\.gguf: no such file/],
+      ["quantize.js", ["--in", model, "--out", model], /--out .*: must differ from --in/],
       ["report.js", ["--heldout-seed", "x"], /--heldout-seed: expected a non-negative integer, found "x"/],
       ["report.js", ["--only", "code-f16,nope"], /--only: no experiment named nope; the experiments are pii-abuse-f16, /],
     ];
@@ -71,5 +74,26 @@ describe("multitask script flags", () => {
       }
     }
     expect(readdirSync(tmp.dir)).toEqual([]);
+  });
+
+  it("quantize.js checks its input with our GGUF reader before llama.cpp sees it, and leaves the destination alone when it fails", () => {
+    writeFileSync(join(tmp.dir, "junk.gguf"), Buffer.alloc(4096, 7));
+    writeFileSync(join(tmp.dir, "keep.gguf"), "last good model");
+    const r = run("quantize.js", "--in", "junk.gguf", "--out", "keep.gguf");
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/quantize: magic at byte 0: expected "GGUF"/);
+    expect(readFileSync(join(tmp.dir, "keep.gguf"), "utf8")).toBe("last good model");
+    expect(readdirSync(tmp.dir).sort()).toEqual(["junk.gguf", "keep.gguf"]);
+    rmSync(join(tmp.dir, "junk.gguf"));
+    rmSync(join(tmp.dir, "keep.gguf"));
+  });
+
+  it("quantize.js makes llama.cpp's Q4_K_M of the committed F16 model: byte-identical to the committed K-quant", () => {
+    const r = run("quantize.js", "--in", model, "--out", "q.gguf");
+    expect(r.status, r.stderr).toBe(0);
+    const sha = (f: string) => createHash("sha256").update(readFileSync(f)).digest("hex");
+    expect(sha(join(tmp.dir, "q.gguf"))).toBe(sha(model.replace("-f16.gguf", "-q4_k_m.gguf")));
+    expect(readdirSync(tmp.dir)).toEqual(["q.gguf"]);
+    rmSync(join(tmp.dir, "q.gguf"));
   });
 });
