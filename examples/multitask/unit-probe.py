@@ -29,9 +29,11 @@ spec.loader.exec_module(mt)
 torch, F = mt.torch, mt.F
 
 
-def forward(model, x, mask):
+def forward(model, x, mask, retain=True):
     """Inference forward with unit masks; returns logits and the masked unit activations (for
-    attribution): per layer ffn [B, T, n_ff], v [B, T, D], qk [B, H, T, hd] (q and k pairs share)."""
+    attribution): per layer ffn [B, T, n_ff], v [B, T, D], qk [B, H, T, hd] (q and k pairs share).
+    A mask entry may also be [B, 1, n] (one mask per example). retain=False skips keeping the
+    activations' gradients (training needs only the weights')."""
     acts = []
     h_ = model.embed(x)
     B, T = x.shape
@@ -42,7 +44,7 @@ def forward(model, x, mask):
         q = b.wq(h) * mask["qk"][li]
         k = b.wk(h) * mask["qk"][li]
         v = b.wv(h) * mask["v"][li]
-        if v.requires_grad:
+        if retain and v.requires_grad:
             v.retain_grad()
         qh = mt.apply_rope(q.view(B, T, b.n_head, hd).transpose(1, 2), model.cos, model.sin)
         kh = mt.apply_rope(k.view(B, T, b.n_head, hd).transpose(1, 2), model.cos, model.sin)
@@ -52,7 +54,7 @@ def forward(model, x, mask):
         h_ = h_ + b.wo(y)
         hf = b.ffn_norm(h_)
         a = F.silu(b.gate(hf)) * b.up(hf) * mask["ffn"][li]
-        if a.requires_grad:
+        if retain and a.requires_grad:
             a.retain_grad()
         h_ = h_ + b.down(a)
         acts.append(dict(ffn=a, v=v, q=q, k=k))
