@@ -48,7 +48,7 @@ describe("multitask script flags", () => {
       ["quantize.js", ["--in", "nope.gguf"], /--in nope\.gguf: no such file/],
       ["quantize.js", ["--in", model, "--out", model], /--out .*: must differ from --in/],
       ["report.js", ["--heldout-seed", "x"], /--heldout-seed: expected a non-negative integer, found "x"/],
-      ["report.js", ["--only", "code-f16,nope"], /--only: no experiment named nope; the experiments are pii-abuse-f16, /],
+      ["report.js", ["--only", "code-f16,nope"], /--only: no experiment named nope; the experiments are acceptance-f16, pii-abuse-f16, /],
     ];
     for (const [script, args, msg] of cases) {
       const r = run(script, ...args);
