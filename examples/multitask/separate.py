@@ -129,6 +129,7 @@ def main():
     ap.add_argument("--steps", type=int, default=1200)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--lr", type=float, default=4e-4)
+    ap.add_argument("--hard-tasks", action="store_true", help="draw half of each masked batch's tasks in proportion to a running mean of their answer NLL under that lock's mask (the tasks a mask hurts most get more steps)")
     ap.add_argument("--decay", action="store_true", help="decay the learning rate linearly to 0 over --steps (settles the weights: fewer prompts flip under a mask)")
     ap.add_argument("--margin", type=float, default=2.0, help="keep the masked model's mean answer NLL on the locked task above this")
     ap.add_argument("--hinge-weight", type=float, default=0.3)
@@ -231,6 +232,7 @@ def main():
 
     full = sealed = None
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.98), weight_decay=0.0)
+    hard = {}  # --hard-tasks: lock -> task -> running mean answer NLL under the lock's mask
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 1 - i / args.steps if args.decay else 1.0)
     t0 = time.time()
     for step in range(1, args.steps + 1):
@@ -239,9 +241,24 @@ def main():
         x, w, _ = batch(balanced(mt.TASKS, args.batch), args.prompt_weight)
         ww = w[:, :-1]
         loss_full = (token_nll(model, x, ones) * ww).sum() / ww.sum()
-        x, w, _ = batch(balanced(others, args.batch), args.prompt_weight)
+        if args.hard_tasks:
+            key = "+".join(ts)
+            ema = hard.setdefault(key, {t: 1.0 for t in others})
+            tot = sum(ema.values())
+            drawn = [t if random.random() < 0.5 else random.choices(others, weights=[ema[o] / tot for o in others])[0] for t in random.choices(others, k=args.batch)]
+            lines = [random.choice(by_task[t]) for t in drawn]
+        else:
+            lines = balanced(others, args.batch)
+        x, w, am_o = batch(lines, args.prompt_weight)
         ww = w[:, :-1]
-        loss_masked = (token_nll(model, x, mask) * ww).sum() / ww.sum()
+        nll_o = token_nll(model, x, mask)
+        loss_masked = (nll_o * ww).sum() / ww.sum()
+        if args.hard_tasks:
+            with torch.no_grad():
+                per = mean_over(nll_o, am_o)
+                for t in set(drawn):
+                    sel = torch.tensor([d == t for d in drawn])
+                    ema[t] = 0.9 * ema[t] + 0.1 * float(per[sel].mean())
         locked = [e for t in ts for e in by_task[t]]
         picked = random.sample(locked, args.batch // 2)
         x, _, am = batch(picked, args.prompt_weight)
@@ -305,6 +322,8 @@ def main():
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         sched.step()
+        if step % 50 == 0 and args.hard_tasks and "+".join(ts) in hard:
+            print("  hard " + " ".join(f"{t} {v:.3f}" for t, v in hard["+".join(ts)].items()), flush=True)
         if step % 50 == 0:
             print(f"step {step} {time.time()-t0:.0f}s [{'+'.join(ts)}] full {loss_full.item():.4f} masked-others {loss_masked.item():.4f} locked-nll {per_ex.mean().item():.3f} locked-full {loss_lock_full.item():.4f}", flush=True)
         if step % args.eval_every == 0 or step == args.steps:
