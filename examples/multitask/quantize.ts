@@ -21,7 +21,7 @@ const USAGE = `Usage: node dist/examples/multitask/quantize.js [--in model-f16.g
 Quantizes --in (default examples/multitask/models/multitask-f16.gguf) to Q4_K_M with llama.cpp's
 quantizer (1 thread) and writes --out (default examples/multitask/models/multitask-q4_k_m.gguf).`;
 
-export function quantizeMultitask(input: string, output: string): void {
+function quantizeMultitask(input: string, output: string): void {
   if (resolve(input) === resolve(output)) usageError(`--out ${output}: must differ from --in`);
   if (!existsSync(input)) usageError(`--in ${input}: no such file (export the model first: npm run multitask:export)`);
   validateLlamaModel(readGgufHeader(input));

@@ -23,6 +23,7 @@ import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { authorized } from "../../plugin/core/eval/results.js";
 import { makeScratchDir } from "../../plugin/edges/scratch-dir.js";
 import { intFlag, strictArgs, usageError } from "./cli-args.js";
 
@@ -99,7 +100,7 @@ interface Results {
   plain: { heldout: { tasks: Record<string, TaskScore> } };
   runs: Array<{
     lock: string[]; method: string; budget: number; sealedNeurons: number;
-    heldout: Array<{ key: string; attributes: string[]; tasks: Record<string, TaskScore> }>;
+    heldout: Array<{ key: string; tasks: Record<string, TaskScore> }>;
     summary: { heldout: { lockedAccuracy: number; authorizedLoss: number; maxAuthorizedLoss: number } };
   }>;
   config: { headRatio?: number };
@@ -122,7 +123,7 @@ function acceptanceRows(name: string, r: Results): string[] {
     let worst = { loss: -Infinity, where: "" };
     for (const k of run.heldout) {
       for (const [t, x] of Object.entries(k.tasks)) {
-        if (run.lock.includes(t) && k.key !== "admin" && !k.attributes.includes(`task:${t}`)) continue;
+        if (!authorized(k.key, t, run.lock)) continue;
         const loss = (r.plain.heldout.tasks[t]!.accuracy.rate - x.accuracy.rate) * 100;
         if (loss > worst.loss) worst = { loss, where: `${t}, ${k.key} key (${x.accuracy.correct}/${x.accuracy.total})` };
       }

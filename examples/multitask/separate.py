@@ -186,7 +186,8 @@ def main():
         except (OSError, ValueError, KeyError, StopIteration) as e:
             sys.exit(f"--units {args.units}: {e!r}")
     ones = full_mask(L, D, NF)
-    for ts, m in {"+".join(ts): (ts, m) for ts, m in locks}.values():
+    distinct = list({"+".join(ts): (ts, m) for ts, m in locks}.values())  # --together-repeat repeats entries
+    for ts, m in distinct:
         print(f"lock {'+'.join(ts)}: ffn {sum(int((x == 0).sum()) for x in m['ffn'])} v {sum(int((x == 0).sum()) for x in m['v'])}", flush=True)
     by_task = {t: [] for t in mt.TASKS}
     with open(os.path.join(args.data, "train.txt")) as f:
@@ -210,12 +211,13 @@ def main():
     # First half (people 0-49): the nonmember target; second half: the AUC check while training.
     non_target = [(e["prompt"], e["answer"]) for e in calib_non[: len(calib_non) // 2]]
     calib_non = calib_non[len(calib_non) // 2 :]
+    non_by_kind = {kind: [e for e in non_target if ("@" in e[1]) == kind] for kind in (False, True)}  # phone / e-mail
 
     def report(step):
         full = {t: up.accuracy(model, calib[t], ones, args.eval) for t in mt.TASKS}
         print(f"step {step}: full " + " ".join(f"{t} {full[t]*100:.0f}" for t in mt.TASKS), flush=True)
         sealed = {}
-        for ts, m in {"+".join(ts): (ts, m) for ts, m in locks}.values():
+        for ts, m in distinct:
             acc = {t: up.accuracy(model, calib[t], m, args.eval) for t in mt.TASKS}
             lost = max((full[t] - acc[t]) * 100 for t in mt.TASKS if t not in ts)
             line = f"  sealed {'+'.join(ts)}: " + " ".join(f"{t} {acc[t]*100:.0f}" for t in mt.TASKS) + f" (worst authorized loss {lost:.0f})"
@@ -264,39 +266,32 @@ def main():
         x, _, am = batch(picked, args.prompt_weight)
         per_ex = mean_over(token_nll(model, x, mask), am)
         weight = args.hinge_weight
-        if args.pii_target == "quantile" and "pii" in ts:
-            # Membership AUC compares distributions, not means: the non-member NLLs are skewed,
-            # so members pulled to the mean sit above the median (AUC < 0.5). Here each kind's
-            # members, sorted by NLL, are pulled to an equally large sorted sample of non-member
-            # NLLs (the 1-D optimal transport), so the two distributions match rank by rank.
-            is_pii = torch.tensor([p.startswith("[pii]") for p, _ in picked], dtype=torch.float32)
-            goal = per_ex.detach().clone()
-            with torch.no_grad():
-                for kind in (False, True):
-                    idx = [i for i, (p, a) in enumerate(picked) if p.startswith("[pii]") and ("@" in a) == kind]
-                    if not idx:
-                        continue
-                    xs = random.sample([e for e in non_target if ("@" in e[1]) == kind], len(idx))
-                    xn, _, an = batch(xs, args.prompt_weight)
-                    sample = mean_over(token_nll(model, xn, mask), an).sort().values
-                    order = per_ex.detach()[idx].argsort()
-                    for r, j in enumerate(order.tolist()):
-                        goal[idx[j]] = sample[r]
-            terms = is_pii * (per_ex - goal).abs() * args.pii_weight + (1 - is_pii) * F.relu(args.margin - per_ex) * args.hinge_weight
-            hinge = terms.mean()
-            weight = 1.0
-        elif args.pii_target == "nonmember" and "pii" in ts:
+        if args.pii_target in ("quantile", "nonmember") and "pii" in ts:
             # Forget, not invert: pull each member's answer NLL to the level of people never
-            # trained (mean over a sample of the first half of the calibration non-members, same
-            # kind: phone or e-mail), from both sides: pushed past it, members would stand out
-            # again (membership AUC below 0.5). The second half stays unseen for the AUC check.
+            # trained (a sample of the first half of the calibration non-members, same kind:
+            # phone or e-mail), from both sides: pushed past it, members would stand out again
+            # (membership AUC below 0.5). The second half stays unseen for the AUC check.
             with torch.no_grad():
-                target = {}
-                for kind in (False, True):
-                    xs = random.sample([e for e in non_target if ("@" in e[1]) == kind], 16)
-                    xn, _, an = batch(xs, args.prompt_weight)
-                    target[kind] = mean_over(token_nll(model, xn, mask), an).mean()
-                goal = torch.stack([target["@" in a] for _, a in picked])
+                if args.pii_target == "quantile":
+                    # Membership AUC compares distributions, not means: the non-member NLLs are
+                    # skewed, so members pulled to the mean sit above the median (AUC < 0.5).
+                    # Here each kind's members, sorted by NLL, are pulled to an equally large
+                    # sorted sample of non-member NLLs (the 1-D optimal transport).
+                    goal = per_ex.detach().clone()
+                    for kind in (False, True):
+                        idx = [i for i, (p, a) in enumerate(picked) if p.startswith("[pii]") and ("@" in a) == kind]
+                        if not idx:
+                            continue
+                        xn, _, an = batch(random.sample(non_by_kind[kind], len(idx)), args.prompt_weight)
+                        sample = mean_over(token_nll(model, xn, mask), an).sort().values
+                        for r, j in enumerate(per_ex.detach()[idx].argsort().tolist()):
+                            goal[idx[j]] = sample[r]
+                else:
+                    target = {}
+                    for kind in (False, True):
+                        xn, _, an = batch(random.sample(non_by_kind[kind], 16), args.prompt_weight)
+                        target[kind] = mean_over(token_nll(model, xn, mask), an).mean()
+                    goal = torch.stack([target["@" in a] for _, a in picked])
             is_pii = torch.tensor([p.startswith("[pii]") for p, _ in picked], dtype=torch.float32)
             # Other locked tasks of the lock (abuse, with pii+abuse) keep the plain margin hinge.
             terms = is_pii * (per_ex - goal).abs() * args.pii_weight + (1 - is_pii) * F.relu(args.margin - per_ex) * args.hinge_weight
