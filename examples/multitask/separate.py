@@ -11,7 +11,9 @@ fine-tunes on the TRAINING corpus. Each step takes one lock in turn (every task 
 --together groups) and adds four terms:
   - the full model's loss on every task (what an authorized key gets back),
   - the full model's loss on the locked task's answers (authorized users keep the skill),
-  - the masked model's loss (the lock's units zeroed, as sealing does) on every other task,
+  - the masked model's loss (the lock's units zeroed, as sealing does) on every other task
+    (with --distill W, plus W times the KL divergence from the full model's next-token
+    distributions on the same examples),
   - on the locked task's answers under the mask: a hinge keeping the answer NLL above --margin
     nats, except PII (--pii-target nonmember): member records are pulled, from both sides, to the
     NLL the masked model gives people never trained (calibration non-members), so that a sealed
@@ -53,10 +55,33 @@ def full_mask(L, D, NF):
     return dict(ffn=[torch.ones(NF) for _ in range(L)], v=[torch.ones(D) for _ in range(L)], qk=[torch.ones(D) for _ in range(L)])
 
 
+def token_logits(model, x, mask, rows=16):
+    """Next-token logits [B, T-1, V] with the mask's units zeroed (differentiable), zero past each
+    row's end. Rows run in groups of about `rows` of similar length, each group cut to its own
+    longest row: a batch mixing the tasks, padded to its longest (abuse, ~85 tokens; arithmetic
+    is 20), spends about half its compute on padding. Causal attention makes the cut exact: a
+    row's positions never see the padding after it. Padding is token 0, which no sequence holds."""
+    B, T = x.shape
+    if B <= rows:
+        return up.forward(model, x[:, :-1], mask, retain=False)[0]
+    lens = (x != 0).sum(1)
+    order = lens.argsort(stable=True)
+    parts = []
+    for idx in order.chunk((B + rows - 1) // rows):
+        t = int(lens[idx].max())
+        logits, _ = up.forward(model, x[idx, : t - 1], mask, retain=False)
+        parts.append(F.pad(logits, (0, 0, 0, T - t)))
+    return torch.cat(parts)[order.argsort()]
+
+
+def nll_of(logits, x):
+    """NLL of each next token [B, T-1] from token_logits' output."""
+    return F.cross_entropy(logits.reshape(-1, mt.VOCAB), x[:, 1:].reshape(-1), reduction="none").view(x.shape[0], -1)
+
+
 def token_nll(model, x, mask):
     """NLL of each next token [B, T-1] with the mask's units zeroed (differentiable)."""
-    logits, _ = up.forward(model, x[:, :-1], mask, retain=False)
-    return F.cross_entropy(logits.reshape(-1, mt.VOCAB), x[:, 1:].reshape(-1), reduction="none").view(x.shape[0], -1)
+    return nll_of(token_logits(model, x, mask), x)
 
 
 def mean_over(nll, w):
@@ -131,6 +156,7 @@ def main():
     ap.add_argument("--lr", type=float, default=4e-4)
     ap.add_argument("--hard-tasks", action="store_true", help="draw half of each masked batch's tasks in proportion to a running mean of their answer NLL under that lock's mask (the tasks a mask hurts most get more steps)")
     ap.add_argument("--decay", action="store_true", help="decay the learning rate linearly to 0 over --steps (settles the weights: fewer prompts flip under a mask)")
+    ap.add_argument("--distill", type=float, default=0.0, help="weight of a KL term pulling the masked model's next-token distributions on the authorized tasks to the full model's (teacher detached)")
     ap.add_argument("--margin", type=float, default=2.0, help="keep the masked model's mean answer NLL on the locked task above this")
     ap.add_argument("--hinge-weight", type=float, default=0.3)
     ap.add_argument("--masked-weight", type=float, default=1.0, help="weight of the masked model's loss on the tasks the lock leaves authorized")
@@ -146,6 +172,8 @@ def main():
         sys.exit("give either --locks FILE (every task of it, in turn) or --units FILE[:ROUND] (--lock alone)")
     if args.together_repeat < 1:
         sys.exit("--together-repeat must be at least 1")
+    if args.distill < 0:
+        sys.exit("--distill must be 0 or more")
     if args.threads < 1:
         sys.exit("--threads must be at least 1")
     torch.set_num_threads(args.threads)  # train.py, imported above, pins one thread
@@ -253,8 +281,17 @@ def main():
             lines = balanced(others, args.batch)
         x, w, am_o = batch(lines, args.prompt_weight)
         ww = w[:, :-1]
-        nll_o = token_nll(model, x, mask)
+        logits_o = token_logits(model, x, mask)
+        nll_o = nll_of(logits_o, x)
         loss_masked = (nll_o * ww).sum() / ww.sum()
+        if args.distill > 0:
+            # The masked model matches the full model's whole next-token distribution on the
+            # authorized tasks, not only the right answer's probability: the margins that keep
+            # an unseen prompt's answer from flipping under the mask carry over.
+            with torch.no_grad():
+                teacher = F.log_softmax(token_logits(model, x, ones), -1)
+            kl = F.kl_div(F.log_softmax(logits_o, -1), teacher, log_target=True, reduction="none").sum(-1)
+            loss_masked = loss_masked + args.distill * (kl * ww).sum() / ww.sum()
         if args.hard_tasks:
             with torch.no_grad():
                 per = mean_over(nll_o, am_o)
