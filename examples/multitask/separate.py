@@ -357,7 +357,7 @@ def main():
         if step % 50 == 0 and args.hard_tasks and "+".join(ts) in hard:
             print("  hard " + " ".join(f"{t} {v:.3f}" for t, v in hard["+".join(ts)].items()), flush=True)
         if step % 50 == 0:
-            print(f"step {step} {time.time()-t0:.0f}s [{'+'.join(ts)}] full {loss_full.item():.4f} masked-others {loss_masked.item():.4f} locked-nll {per_ex.mean().item():.3f} locked-full {loss_lock_full.item():.4f}", flush=True)
+            print(f"step {step} {time.time()-t0:.0f}s [{'+'.join(ts)}] full {loss_full.item():.4f} masked-others{'+kl' if args.distill > 0 else ''} {loss_masked.item():.4f} locked-nll {per_ex.mean().item():.3f} locked-full {loss_lock_full.item():.4f}", flush=True)
         if step % args.eval_every == 0 or step == args.steps:
             full, sealed = report(step)
     if args.out:
