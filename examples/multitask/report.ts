@@ -133,18 +133,23 @@ function acceptanceRows(name: string, r: Results): string[] {
   });
 }
 
+/** A report's results.json, or undefined where that report has not been run. */
+function readResults(name: string): Results | undefined {
+  const file = `${ROOT}examples/multitask/reports/${name}/results.json`;
+  return existsSync(file) ? (JSON.parse(readFileSync(file, "utf8")) as Results) : undefined;
+}
+
 /** summary.md: one row per run of every report (the key without any locked task, "none"). */
 function writeSummary(names: readonly string[], seed: number): void {
   const rows: string[] = [];
   const acceptance: string[] = [];
   for (const name of names.filter((n) => n.startsWith("acceptance-"))) {
-    const file = `${ROOT}examples/multitask/reports/${name}/results.json`;
-    if (existsSync(file)) acceptance.push(...acceptanceRows(name, JSON.parse(readFileSync(file, "utf8")) as Results));
+    const r = readResults(name);
+    if (r) acceptance.push(...acceptanceRows(name, r));
   }
   for (const name of names.filter((n) => !n.startsWith("acceptance-"))) {
-    const file = `${ROOT}examples/multitask/reports/${name}/results.json`;
-    if (!existsSync(file)) continue;
-    const r = JSON.parse(readFileSync(file, "utf8")) as Results;
+    const r = readResults(name);
+    if (!r) continue;
     for (const run of r.runs) {
       const none = run.heldout.find((k) => k.key === "none")!;
       const locked = run.lock.map((t) => {

@@ -156,7 +156,7 @@ def main():
     ap.add_argument("--lr", type=float, default=4e-4)
     ap.add_argument("--hard-tasks", action="store_true", help="draw half of each masked batch's tasks in proportion to a running mean of their answer NLL under that lock's mask (the tasks a mask hurts most get more steps)")
     ap.add_argument("--decay", action="store_true", help="decay the learning rate linearly to 0 over --steps (settles the weights: fewer prompts flip under a mask)")
-    ap.add_argument("--distill", type=float, default=0.0, help="weight of a KL term pulling the masked model's next-token distributions on the authorized tasks to the full model's (teacher detached)")
+    ap.add_argument("--distill", type=float, default=0.0, help="weight of a KL term pulling the masked model's next-token distributions on the authorized tasks to the full model's (teacher detached; part of the masked loss, so --masked-weight scales it too)")
     ap.add_argument("--margin", type=float, default=2.0, help="keep the masked model's mean answer NLL on the locked task above this")
     ap.add_argument("--hinge-weight", type=float, default=0.3)
     ap.add_argument("--masked-weight", type=float, default=1.0, help="weight of the masked model's loss on the tasks the lock leaves authorized")
@@ -267,13 +267,13 @@ def main():
     t0 = time.time()
     for step in range(1, args.steps + 1):
         ts, mask = locks[(step - 1) % len(locks)]
+        name = "+".join(ts)
         others = [t for t in mt.TASKS if t not in ts]
         x, w, _ = batch(balanced(mt.TASKS, args.batch), args.prompt_weight)
         ww = w[:, :-1]
         loss_full = (token_nll(model, x, ones) * ww).sum() / ww.sum()
         if args.hard_tasks:
-            key = "+".join(ts)
-            ema = hard.setdefault(key, {t: 1.0 for t in others})
+            ema = hard.setdefault(name, {t: 1.0 for t in others})
             tot = sum(ema.values())
             drawn = [t if random.random() < 0.5 else random.choices(others, weights=[ema[o] / tot for o in others])[0] for t in random.choices(others, k=args.batch)]
             lines = [random.choice(by_task[t]) for t in drawn]
@@ -354,10 +354,10 @@ def main():
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         sched.step()
-        if step % 50 == 0 and args.hard_tasks and "+".join(ts) in hard:
-            print("  hard " + " ".join(f"{t} {v:.3f}" for t, v in hard["+".join(ts)].items()), flush=True)
+        if step % 50 == 0 and name in hard:
+            print("  hard " + " ".join(f"{t} {v:.3f}" for t, v in hard[name].items()), flush=True)
         if step % 50 == 0:
-            print(f"step {step} {time.time()-t0:.0f}s [{'+'.join(ts)}] full {loss_full.item():.4f} masked-others{'+kl' if args.distill > 0 else ''} {loss_masked.item():.4f} locked-nll {per_ex.mean().item():.3f} locked-full {loss_lock_full.item():.4f}", flush=True)
+            print(f"step {step} {time.time()-t0:.0f}s [{name}] full {loss_full.item():.4f} masked-others{'+kl' if args.distill > 0 else ''} {loss_masked.item():.4f} locked-nll {per_ex.mean().item():.3f} locked-full {loss_lock_full.item():.4f}", flush=True)
         if step % args.eval_every == 0 or step == args.steps:
             full, sealed = report(step)
     if args.out:

@@ -32,8 +32,7 @@ torch, F = mt.torch, mt.F
 def forward(model, x, mask, retain=True):
     """Inference forward with unit masks; returns logits and the masked unit activations (for
     attribution): per layer ffn [B, T, n_ff], v [B, T, D], qk [B, H, T, hd] (q and k pairs share).
-    A mask entry may also be [B, 1, n] (one mask per example). retain=False skips keeping the
-    activations' gradients (training needs only the weights')."""
+    retain=False skips keeping the activations' gradients (training needs only the weights')."""
     acts = []
     h_ = model.embed(x)
     B, T = x.shape
